@@ -1,0 +1,218 @@
+"""Read one history or time-series file into monthly regional features.
+
+This is the hot path of every scan: the file is opened once with netCDF4, and for each
+registry variable only the bounding box of the regions that need it (and, for 3-D ocean
+fields, only the levels of the upper layer) is read.  Selections are computed once per
+grid and reused for every file on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import netCDF4
+import numpy as np
+
+from ensembles.errors import EsmwatchError, InputFileError
+from ensembles.grids import Grid
+from ensembles.regions import get_region, region_mask
+from ensembles.registry import Feature, Variable, features_for_component, registry
+from ensembles.timeaxis import decode_months
+from ensembles.units import conversion
+
+log = logging.getLogger(__name__)
+
+MODEL_COMPONENT = {"pop": "ocn", "mom6": "ocn", "cice": "ice", "cam": "atm", "clm2": "lnd"}
+M3S_PER_MSV = 1.0e3
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Cells of one region on one grid: a bounding box and weights inside it."""
+
+    region: str
+    box: tuple[slice, ...]
+    weights: np.ndarray  # area x domain fraction, 0 outside the region
+    method: str
+
+
+@dataclass(frozen=True)
+class VariablePlan:
+    """Everything needed to turn one registry variable of a file into its features."""
+
+    variable: Variable
+    features: tuple[Feature, ...]
+    selections: tuple[Selection, ...]
+    box: tuple[slice, ...]  # union of the selections' boxes: the only hyperslab read
+
+
+@dataclass
+class FileFeatures:
+    """Features of one file, JSON-ready (this is what the per-file cache stores)."""
+
+    path: str
+    months: list[str]
+    values: dict[str, list[float | None]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class GridPlan:
+    """Region selections and variable plans for one grid, built lazily and kept."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self._selections: dict[str, Selection | None] = {}
+
+    def selection(self, region: str) -> Selection | None:
+        if region not in self._selections:
+            self._selections[region] = self._select(region)
+        return self._selections[region]
+
+    def _select(self, region: str) -> Selection | None:
+        grid = self.grid
+        weights = grid.domain_weights(get_region(region).domain)
+        if weights is None:
+            return None
+        mask, method = region_mask(region, grid.lat, grid.lon, grid.depth_m)
+        weights = np.where(mask, np.nan_to_num(weights), 0.0)
+        if not np.any(weights > 0):
+            return None
+        box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(weights > 0))
+        return Selection(region, box, weights[box], method)
+
+    @cached_property
+    def variables(self) -> dict[str, VariablePlan]:
+        component = MODEL_COMPONENT[self.grid.model]
+        by_variable: dict[str, list[tuple[Feature, Selection]]] = {}
+        for feature in features_for_component(component):
+            if self.grid.model not in feature.var.sources:
+                continue
+            sel = self.selection(feature.region)
+            if sel is None:
+                log.debug("region %s has no cells on this %s grid", feature.region, self.grid.model)
+                continue
+            by_variable.setdefault(feature.variable, []).append((feature, sel))
+        return {
+            name: VariablePlan(
+                variable=pairs[0][0].var,
+                features=tuple(f for f, _ in pairs),
+                selections=tuple(s for _, s in pairs),
+                box=_union_box([s.box for _, s in pairs]),
+            )
+            for name, pairs in by_variable.items()
+        }
+
+
+def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
+    return tuple(
+        slice(min(b[d].start for b in boxes), max(b[d].stop for b in boxes))
+        for d in range(len(boxes[0]))
+    )
+
+
+def _shift(box: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer, strict=True))
+
+
+def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) -> FileFeatures:
+    """Monthly regional features of one open file.
+
+    Raises
+    ------
+    InputFileError
+        Undecodable time, variables on an unexpected grid, unknown units.
+    """
+    time = decode_months(nc, path)
+    result = FileFeatures(path=path, months=time.months, notes=list(time.notes))
+    for vplan in plan.variables.values():
+        source = _resolve_source(nc, vplan.variable, model)
+        if source is None:
+            continue
+        try:
+            data = _read_converted(nc, path, source, vplan, plan.grid, time.indices)
+        except EsmwatchError as err:
+            raise InputFileError(path, f"variable {'+'.join(source)}: {err}") from None
+        for feature, sel in zip(vplan.features, vplan.selections, strict=True):
+            values = _reduce(data, vplan, sel, plan.grid)
+            if np.all(np.isnan(values)):
+                result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
+            result.values[feature.name] = [None if np.isnan(v) else float(v) for v in values]
+            result.sources[feature.name] = "+".join(source)
+    return result
+
+
+def _resolve_source(nc: netCDF4.Dataset, variable: Variable, model: str) -> tuple[str, ...] | None:
+    for option in variable.source_options(model):
+        if all(name in nc.variables for name in option):
+            return option
+    return None
+
+
+def _target_units(variable: Variable) -> str:
+    """Integral features are summed as volume fluxes (m s-1) whatever the canonical units."""
+    return "m s-1" if variable.reduction == "integral" else variable.units
+
+
+def _read_converted(nc: netCDF4.Dataset, path: str, source: tuple[str, ...], vplan: VariablePlan,
+                    grid: Grid, indices: np.ndarray) -> np.ndarray:
+    """Read the plan's hyperslab of each source variable, convert, add them up."""
+    total = None
+    for name in source:
+        var = nc.variables[name]
+        index = _hyperslab(var, path, vplan, grid)
+        raw = np.ma.filled(np.ma.asarray(var[index], dtype=float), np.nan)[indices]
+        units = getattr(var, "units", None)
+        if units is None:
+            raise InputFileError(path, f"variable {name} has no units attribute")
+        scale, offset = conversion(units, _target_units(vplan.variable), registry().water_density)
+        values = (raw * scale + offset) * vplan.variable.sign
+        total = values if total is None else total + values
+    return total
+
+
+def _hyperslab(var: netCDF4.Variable, path: str, vplan: VariablePlan, grid: Grid) -> tuple:
+    dims = var.dimensions
+    ndim_h = len(grid.dims)
+    if dims[-ndim_h:] != grid.dims or dims[0] != "time":
+        raise InputFileError(path, f"variable {var.name} has dims {dims}, expected (time, ..., "
+                             f"{', '.join(grid.dims)})")
+    middle = dims[1:-ndim_h]
+    if vplan.variable.vertical == "upper":
+        if grid.levels is None or middle != (grid.levels.dim,):
+            raise InputFileError(path, f"3-D variable {var.name} has no usable vertical levels "
+                                 f"(dims {dims})")
+        return (slice(None), slice(0, _upper_levels(grid).size), *vplan.box)
+    if middle:
+        raise InputFileError(path, f"variable {var.name} has unexpected extra dims {middle}")
+    return (slice(None), *vplan.box)
+
+
+def _upper_levels(grid: Grid) -> np.ndarray:
+    top, bottom = registry().upper_ocean_m
+    thickness = grid.levels.overlap(top, bottom)
+    return thickness[: int(np.nonzero(thickness > 0)[0].max()) + 1]
+
+
+def _reduce(data: np.ndarray, vplan: VariablePlan, sel: Selection, grid: Grid) -> np.ndarray:
+    """Area-weighted mean (thickness-weighted too for layers) or integral in mSv, per month."""
+    inner = _shift(sel.box, vplan.box)
+    values = data[(slice(None), slice(None), *inner) if vplan.variable.vertical else
+                  (slice(None), *inner)]
+    weights = sel.weights
+    if vplan.variable.vertical == "upper":
+        thickness = _upper_levels(grid)
+        weights = thickness[:, *([None] * weights.ndim)] * weights[None]
+    valid = ~np.isnan(values)
+    filled = np.where(valid, values, 0.0)
+    axes = tuple(range(1, values.ndim))
+    weighted = (filled * weights).sum(axis=axes)
+    if vplan.variable.reduction == "integral":
+        out = weighted / M3S_PER_MSV
+        out[~valid.any(axis=axes)] = np.nan
+        return out
+    norm = (valid * weights).sum(axis=axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, weighted / norm, np.nan)

@@ -1,0 +1,309 @@
+"""Parse CESM output file names into typed records, and find them under data roots.
+
+A CESM file name carries the case, the model, the stream and the model date, but the case
+itself contains dots (``b.e21.BHIST.f09_g17.CMIP6-historical.001``), so names are parsed
+from the right: the model token is the last ``.<model>.`` whose remainder matches one of the
+known shapes. The shapes live in one ordered table, :data:`FILE_PATTERNS`, so a new naming
+variant (CESM versions and development branches keep adding them) is a new row, not a new
+branch. Dates stay strings: years 0001-9999 are model years, not calendar dates.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ensembles.errors import InputFileError, UnrecognisedFileName
+
+logger = logging.getLogger(__name__)
+
+COMPONENT_OF_MODEL: dict[str, str] = {
+    "pop": "ocn",
+    "mom6": "ocn",
+    "cice": "ice",
+    "cam": "atm",
+    "clm2": "lnd",
+    "mosart": "rof",
+    "cism": "glc",
+    "cpl": "cpl",
+}
+"""The CESM component (archive directory name) that each model's files belong to."""
+
+_MODEL = "(?P<model>" + "|".join(COMPONENT_OF_MODEL) + ")"
+# h, h0..h9, CESM3 averaged/instantaneous h0a/h0i, and sub-streams such as h.z, h.nday1.
+# "hi"/"ha" (coupler history) are deliberately not streams: a digit must come before a/i.
+_STREAM = r"(?P<stream>h(?:\d+[ai]?)?(?:\.[a-z][a-z0-9_]*)*)"
+_CASE = r"^(?P<case>.+)\."
+_HEAD = _CASE + _MODEL + r"\." + _STREAM
+_MEMBER_SUFFIX = re.compile(r"\d{2,4}|[A-Z]{3,}\d{2,}")
+_FREQUENCY_DIR = re.compile(r"(?:year|month|day|hour)_\d+")
+_RESTART = re.compile(rf"\.{_MODEL}\.(?:r|rs\d*|rh\d*[ai]?)\.")
+_FREQUENCY_OF_DATE_LENGTH = {4: "year_1", 7: "month_1", 10: "day_1", 16: "subdaily"}
+"""Frequency implied by a normalised date: YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DD-SSSSS."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilePattern:
+    """One accepted file-name shape.
+
+    Attributes
+    ----------
+    shape
+        Human-readable form, quoted in the error for a name that matches nothing.
+    regex
+        Full-name pattern with groups ``case``, ``model``, ``stream`` and either ``date``
+        (history), ``variable``/``start``/``end`` (time series) or neither (static).
+    layout
+        ``"history"``, ``"tseries"`` or ``"static"``.
+    """
+
+    shape: str
+    regex: re.Pattern[str]
+    layout: str
+
+
+FILE_PATTERNS: tuple[FilePattern, ...] = (
+    FilePattern(
+        "<case>.<model>.<stream>.<VAR>.<YYYYMM>-<YYYYMM>.nc (time series; also YYYYMMDD, YYYY)",
+        re.compile(
+            _HEAD
+            + r"\.(?P<variable>[A-Za-z0-9_]+)"
+            + r"\.(?P<start>\d{4}(?:\d\d){0,2})-(?P<end>\d{4}(?:\d\d){0,2})\.nc$"
+        ),
+        "tseries",
+    ),
+    FilePattern(
+        "<case>.<model>.<stream>.<YYYY-MM[-DD[-SSSSS]]>.nc (history)",
+        re.compile(_HEAD + r"\.(?P<date>\d{4}-\d\d(?:-\d\d(?:-\d{5})?)?)\.nc$"),
+        "history",
+    ),
+    FilePattern(
+        "<case>.mom6.<stream>_<YYYY_MM[_DD]>.nc (early CESM-MOM6 history, e.g. hm, sfc)",
+        re.compile(
+            _CASE
+            + r"(?P<model>mom6)\.(?P<stream>[a-z][a-z0-9]*)"
+            + r"_(?P<date>\d{4}_\d\d(?:_\d\d)?)\.nc$"
+        ),
+        "history",
+    ),
+    FilePattern(
+        "<case>.mom6.[h.]static.nc, <case>.mom6.h.ocean_geometry.nc (MOM6 grid)",
+        re.compile(_CASE + r"(?P<model>mom6)\.(?P<stream>(?:h\.)?(?:static|ocean_geometry))\.nc$"),
+        "static",
+    ),
+    FilePattern(
+        "<case>.pop.h.once.nc (POP time-invariant fields)",
+        re.compile(_CASE + r"(?P<model>pop)\.(?P<stream>h\.once)\.nc$"),
+        "static",
+    ),
+)
+"""Every accepted shape, tried in order; the first that matches the whole name wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class CesmFile:
+    """What a CESM output file's name and location say about it.
+
+    Attributes
+    ----------
+    path
+        The file, as found.
+    case
+        Full case name, e.g. ``b.e21.BHIST.f09_g17.CMIP6-historical.001``.
+    member_id
+        The case's member suffix (``001``, ``OAAT0004``), or the case when it has none.
+    ensemble
+        The case without its member suffix (the case itself when it has none).
+    component
+        ``atm``, ``ocn``, ``ice``, ``lnd``, ``rof``, ``glc`` or ``cpl``.
+    model
+        ``pop``, ``mom6``, ``cice``, ``cam``, ``clm2``, ``mosart``, ``cism`` or ``cpl``.
+    stream
+        History stream as written in the name: ``h``, ``h0a``, ``h.z``, ``hm``, ``h.static``...
+    frequency
+        ``month_1``, ``day_1``, ``year_1``, ``subdaily`` (the ``-SSSSS`` date form), a
+        time-series directory name such as ``hour_6``, or ``fixed`` for grid files.
+    start, end
+        Model dates normalised to ``YYYY-MM``, ``YYYY-MM-DD`` or ``YYYY-MM-DD-SSSSS``; equal
+        for history files, the first and last period of a time series, ``None`` for grids.
+    variable
+        The variable of a single-variable time-series file, else ``None``.
+    layout
+        ``history``, ``tseries`` or ``static``.
+    """
+
+    path: Path
+    case: str
+    member_id: str
+    ensemble: str
+    component: str
+    model: str
+    stream: str
+    frequency: str
+    start: str | None
+    end: str | None
+    variable: str | None
+    layout: str
+
+    @property
+    def is_monthly(self) -> bool:
+        """Whether the file holds monthly data, the cadence the features are built on."""
+        return self.frequency == "month_1"
+
+
+def split_case(case: str) -> tuple[str, str]:
+    """Split a case name into ``(ensemble, member_id)``.
+
+    Parameter tables and crosswalks name members by suffix (``001``, ``OAAT0004``) or by
+    full case name, so both halves are needed. A case with no recognisable suffix, or with
+    no dot at all (``COUP0000``), is its own ensemble and member.
+
+    Parameters
+    ----------
+    case
+        Full case name.
+
+    Returns
+    -------
+    tuple of str
+        The ensemble (case without suffix) and the member id.
+    """
+    head, _, last = case.rpartition(".")
+    if head and _MEMBER_SUFFIX.fullmatch(last):
+        return head, last
+    return case, case
+
+
+def parse_filename(path: str | Path, patterns: Sequence[FilePattern] = FILE_PATTERNS) -> CesmFile:
+    """Parse one CESM output file name.
+
+    Parameters
+    ----------
+    path
+        The file; only its name is parsed, plus its directory for time-series frequency.
+    patterns
+        Accepted shapes, tried in order; override to accept a site-specific variant.
+
+    Returns
+    -------
+    CesmFile
+        The typed record.
+
+    Raises
+    ------
+    UnrecognisedFileName
+        When no pattern matches (restart, coupler and log files included); the message
+        names the file and lists the expected shapes.
+    """
+    path = Path(path)
+    for pattern in patterns:
+        match = pattern.regex.match(path.name)
+        if match:
+            return _record(path, pattern.layout, match)
+    problem = (
+        "a restart file, not model output"
+        if _RESTART.search(path.name)
+        else "not a recognised CESM output file name"
+    )
+    expected = "; ".join(pattern.shape for pattern in patterns)
+    raise UnrecognisedFileName(path, f"{problem}; expected one of: {expected}")
+
+
+def _record(path: Path, layout: str, match: re.Match[str]) -> CesmFile:
+    """Build the record from a matched name; the layout decides how dates are read."""
+    groups = match.groupdict()
+    model = groups["model"]
+    start, end = _dates(path, groups)
+    ensemble, member_id = split_case(groups["case"])
+    return CesmFile(
+        path=path,
+        case=groups["case"],
+        member_id=member_id,
+        ensemble=ensemble,
+        component=COMPONENT_OF_MODEL[model],
+        model=model,
+        stream=groups["stream"],
+        frequency=_frequency(path, layout, start),
+        start=start,
+        end=end,
+        variable=groups.get("variable"),
+        layout=layout,
+    )
+
+
+def _dates(path: Path, groups: dict[str, str | None]) -> tuple[str | None, str | None]:
+    """Normalised ``(start, end)``: one stamp for history files, a span for time series."""
+    if date := groups.get("date"):
+        return _normalise_date(date), _normalise_date(date)
+    start, end = groups.get("start"), groups.get("end")
+    if start and end:
+        if len(start) != len(end) or end < start:
+            raise UnrecognisedFileName(
+                path, f"time-series span {start}-{end} is not two dates of one width in order"
+            )
+        return _normalise_date(start), _normalise_date(end)
+    return None, None
+
+
+def _normalise_date(raw: str) -> str:
+    """``000101`` -> ``0001-01``, ``0001_01_01`` -> ``0001-01-01``; dashed forms unchanged."""
+    if raw.isdigit():
+        return "-".join(part for part in (raw[:4], raw[4:6], raw[6:8]) if part)
+    return raw.replace("_", "-")
+
+
+def _frequency(path: Path, layout: str, start: str | None) -> str:
+    """Output frequency: grids are fixed, time series trust their ``month_1``-style
+    directory when they sit in one, everything else follows the width of the date."""
+    if start is None:
+        return "fixed"
+    if layout == "tseries" and _FREQUENCY_DIR.fullmatch(path.parent.name):
+        return path.parent.name
+    return _FREQUENCY_OF_DATE_LENGTH[len(start)]
+
+
+def discover(
+    roots: Iterable[str | Path], patterns: Sequence[FilePattern] = FILE_PATTERNS
+) -> tuple[list[CesmFile], list[InputFileError]]:
+    """Find and parse every ``*.nc`` file under the data roots.
+
+    Walks each root recursively, so the short-term archive (``<case>/<comp>/hist``), the
+    post-processed time series (``<case>/<comp>/proc/tseries/month_1``) and flat run
+    directories are all covered. Nothing raises: a nightly scan must go on past one bad
+    file, so each unrecognised ``.nc`` name (or missing root) becomes an error in the
+    returned list. Restart files are expected in run directories and are skipped, logged
+    at debug level; files not ending in ``.nc`` (logs, ``rpointer``) are ignored.
+
+    Parameters
+    ----------
+    roots
+        Data root directories; overlapping roots list each file once.
+    patterns
+        Accepted shapes, as for :func:`parse_filename`.
+
+    Returns
+    -------
+    tuple
+        Parsed files sorted by path, and one :class:`InputFileError` per problem.
+    """
+    files: list[CesmFile] = []
+    errors: list[InputFileError] = []
+    paths: dict[Path, None] = {}
+    for root in map(Path, roots):
+        if root.is_dir():
+            paths.update(dict.fromkeys(p for p in root.rglob("*.nc") if p.is_file()))
+        else:
+            errors.append(InputFileError(root, "data root is not a directory"))
+    for path in sorted(paths):
+        try:
+            files.append(parse_filename(path, patterns))
+        except UnrecognisedFileName as exc:
+            if _RESTART.search(path.name):
+                logger.debug("skipping restart file %s", path)
+            else:
+                errors.append(exc)
+    logger.info("discovered %d CESM files, %d problems", len(files), len(errors))
+    return files, errors

@@ -1,0 +1,149 @@
+"""The variable -> feature -> process registry, loaded once from ``data/registry.yaml``.
+
+Readers, the synthetic generator and the detectors all look features up here, so a new
+variable or region is one edit to a data file, not a hunt through code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from ensembles.errors import ConfigurationError
+from ensembles.regions import get_region
+
+Role = Literal["state", "driver", "feedback"]
+Reduction = Literal["mean", "integral"]
+INTEGRAL_UNITS = "mSv"
+
+
+class Variable(BaseModel):
+    """A canonical variable and where each ocean/ice/atm/land model keeps it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    units: str
+    component: Literal["atm", "ocn", "ice", "lnd", "rof", "glc"]
+    reduction: Reduction
+    long_name: str
+    vertical: Literal["upper"] | None = None
+    sign: Literal[1, -1] = 1
+    sources: dict[str, tuple[str, ...]]
+
+    def source_options(self, model: str) -> list[tuple[str, ...]]:
+        """Alternatives for ``model``, each a tuple of variables to add up."""
+        return [tuple(part.strip() for part in alt.split("+")) for alt in self.sources.get(model, ())]
+
+
+class Feature(BaseModel):
+    """One column of the feature table: a variable reduced over a region."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    variable: str
+    region: str
+    process: str
+    role: Role
+
+    @property
+    def var(self) -> Variable:
+        return variables()[self.variable]
+
+    @property
+    def units(self) -> str:
+        return INTEGRAL_UNITS if self.var.reduction == "integral" else self.var.units
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    upper_ocean_m: tuple[float, float]
+    water_density: float
+    processes: dict[str, str]
+    variables: dict[str, Variable]
+    features: dict[str, Feature]
+
+    @field_validator("upper_ocean_m")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] < value[1]:
+            raise ValueError("upper_ocean_m must be [top, bottom] with 0 <= top < bottom")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Registry:
+        for feature in self.features.values():
+            if feature.process not in self.processes:
+                raise ValueError(f"feature {feature.name}: unknown process {feature.process!r}")
+            get_region(feature.region)
+        return self
+
+
+def _parse(raw: dict) -> Registry:
+    variables_ = {name: Variable(name=name, **spec) for name, spec in raw["variables"].items()}
+    features_: dict[str, Feature] = {}
+    for stem, by_region in raw["features"].items():
+        variable = stem.removesuffix("_upper")
+        if variable not in variables_:
+            raise ConfigurationError(f"registry feature {stem!r} names unknown variable {variable!r}")
+        if stem.endswith("_upper") != (variables_[variable].vertical == "upper"):
+            raise ConfigurationError(f"registry feature {stem!r}: `_upper` must match vertical: upper")
+        for region, (process, role) in by_region.items():
+            name = f"{stem}_{region}"
+            features_[name] = Feature(
+                name=name, variable=variable, region=region, process=process, role=role
+            )
+    return Registry(
+        upper_ocean_m=tuple(raw["upper_ocean_m"]),
+        water_density=raw["water_density"],
+        processes=raw["processes"],
+        variables=variables_,
+        features=features_,
+    )
+
+
+@cache
+def _registry_text() -> str:
+    return resources.files("ensembles").joinpath("data/registry.yaml").read_text()
+
+
+@cache
+def registry() -> Registry:
+    """The registry, validated once per process."""
+    try:
+        return _parse(yaml.safe_load(_registry_text()))
+    except (ValueError, KeyError) as err:
+        raise ConfigurationError(f"invalid ensembles/data/registry.yaml: {err}") from err
+
+
+def variables() -> dict[str, Variable]:
+    return registry().variables
+
+
+def features() -> dict[str, Feature]:
+    return registry().features
+
+
+def processes() -> dict[str, str]:
+    return registry().processes
+
+
+def features_for_component(component: str) -> list[Feature]:
+    return [f for f in features().values() if f.var.component == component]
+
+
+def definitions_hash() -> str:
+    """Hash of everything that changes a feature value: registry, regions and the version.
+
+    Cached features are only reused when this hash matches, so editing a region box or a
+    unit invalidates exactly the cache it should.
+    """
+    from ensembles import __version__
+
+    regions_text = resources.files("ensembles").joinpath("data/regions.yaml").read_text()
+    blob = "\n".join([_registry_text(), regions_text, __version__])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,110 @@
+"""Model time, decoded with cftime and labelled by the month each value belongs to.
+
+CESM2 stamps monthly means at the *end* of the interval (00:00 on the 1st of the next
+month) while newer streams stamp the middle, so a month is always taken from the centre
+of the bounds variable; without bounds, an end-of-month stamp is recognised and shifted.
+Years start at 0001 and are not real dates, hence cftime and never pandas datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import cftime
+import netCDF4
+import numpy as np
+
+from ensembles.errors import InputFileError
+
+BOUNDS_NAMES = ("time_bnds", "time_bounds", "time_bound")
+MONTH_DAYS = (27.5, 31.5)  # a bounds width outside this is not a monthly mean
+
+
+@dataclass
+class FileTime:
+    """Months covered by one file and the time indices to read for them, in order."""
+
+    months: list[str]
+    indices: np.ndarray
+    calendar: str
+    notes: list[str] = field(default_factory=list)
+
+
+def month_key(date: cftime.datetime) -> str:
+    return f"{date.year:04d}-{date.month:02d}"
+
+
+def month_centre(key: str, calendar: str = "noleap") -> cftime.datetime:
+    """Mid-point of a month, the time coordinate every component is aligned on."""
+    year, month = (int(part) for part in key.split("-"))
+    start = cftime.datetime(year, month, 1, calendar=calendar)
+    end = cftime.datetime(year + month // 12, month % 12 + 1, 1, calendar=calendar)
+    return start + (end - start) / 2
+
+
+def _bounds_variable(nc: netCDF4.Dataset, time: netCDF4.Variable) -> netCDF4.Variable | None:
+    name = getattr(time, "bounds", None)
+    if name and name in nc.variables:
+        return nc.variables[name]
+    return next((nc.variables[n] for n in BOUNDS_NAMES if n in nc.variables), None)
+
+
+def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
+    """Label each time step of an open file with its month.
+
+    Raises
+    ------
+    InputFileError
+        No decodable time, or time steps that are not monthly means.
+    """
+    if "time" not in nc.variables:
+        raise InputFileError(path, "no `time` variable")
+    time = nc.variables["time"]
+    units = getattr(time, "units", None)
+    calendar = getattr(time, "calendar", "standard")
+    if not units or "since" not in units:
+        raise InputFileError(path, f"time has no CF units (got {units!r})")
+    raw = np.asarray(time[:], dtype=float)
+    if raw.size == 0:
+        raise InputFileError(path, "time axis is empty (file still being written?)")
+    bounds = _bounds_variable(nc, time)
+    notes: list[str] = []
+    if bounds is not None:
+        bnds = np.asarray(bounds[:], dtype=float).reshape(raw.size, 2)
+        width = bnds[:, 1] - bnds[:, 0]
+        if np.any((width < MONTH_DAYS[0]) | (width > MONTH_DAYS[1])):
+            raise InputFileError(
+                path,
+                f"time bounds span {width.min():g}-{width.max():g} days: not monthly means "
+                "(monthly features need monthly streams)",
+            )
+        centres = bnds.mean(axis=1)
+    else:
+        centres = raw
+    try:
+        dates = cftime.num2date(centres, units, calendar, only_use_cftime_datetimes=True)
+    except (ValueError, TypeError) as err:
+        raise InputFileError(path, f"cannot decode time ({units}, {calendar}): {err}") from None
+    dates = np.atleast_1d(dates)
+    if bounds is None:
+        dates = np.array([_shift_end_stamp(d) for d in dates])
+        notes.append("no time bounds: month taken from the time stamp")
+    months = [month_key(d) for d in dates]
+    indices = _last_of_each_month(months)
+    if len(indices) != len(months) or np.any(np.diff(indices) < 0):
+        notes.append("time not monotonic or repeated (restart overlap?): kept the last value per month")
+    return FileTime([months[i] for i in indices], indices, calendar, notes)
+
+
+def _shift_end_stamp(date: cftime.datetime) -> cftime.datetime:
+    """An instant at 00:00 on the 1st closes the previous month (CESM2 convention)."""
+    if (date.day, date.hour, date.minute, date.second) == (1, 0, 0, 0):
+        return date - timedelta(days=1)
+    return date
+
+
+def _last_of_each_month(months: list[str]) -> np.ndarray:
+    """Indices that sort the months and keep the last occurrence of each."""
+    last = {month: i for i, month in enumerate(months)}
+    return np.array([last[m] for m in sorted(last)], dtype=int)
