@@ -246,9 +246,11 @@ def write_catalog(df: pd.DataFrame, outdir: str | Path, name: str, description: 
 
     When ``variable`` holds lists, every cell is written as a Python list literal
     (``"['SALT', 'TEMP']"``) and the JSON records ``columns_with_iterables``. intake-esm
-    reads that key from nowhere, so open the catalog with
+    ignores that key, so open the catalog with
     ``intake_esm.esm_datastore(json_path, columns_with_iterables=["variable"])``: without it
-    the lists stay strings, variable searches miss and multi-file groups load wrongly.
+    the lists stay strings and a multi-file group loads with every field turned into a
+    coordinate.
+
     Both files are written to a temporary name and renamed, the CSV first, so a reader
     never sees a JSON pointing at a half-written table.
 
@@ -290,6 +292,7 @@ def write_catalog(df: pd.DataFrame, outdir: str | Path, name: str, description: 
 
 
 def _is_list(value: object) -> bool:
+    """Whether a cell names several variables (a list, or a tuple as intake-esm gives)."""
     return isinstance(value, list | tuple)
 
 

@@ -106,10 +106,10 @@ class _Progress(Callback):
         super().__init__()
         self._bar = tqdm(total=total, desc="reading files", unit="batch")
 
-    def _posttask(self, key, result, dsk, state, worker_id) -> None:  # noqa: ANN001
+    def _posttask(self, key, result, dsk, state, worker_id) -> None:
         self._bar.update(1)
 
-    def _finish(self, dsk, state, errored) -> None:  # noqa: ANN001
+    def _finish(self, dsk, state, errored) -> None:
         self._bar.close()
 
 
@@ -196,8 +196,8 @@ def _run(todo: list[CesmFile], statics: dict[str, str], scheduler: str | None,
     if scheduler is None:
         scheduler = "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
     callbacks = [_Progress(len(tasks))] if progress else []
-    with dask.config.set(scheduler=scheduler, num_workers=n_workers), *callbacks:
-        results = dask.compute(*tasks)
+    with dask.config.set(scheduler=scheduler, num_workers=n_workers):
+        results = dask.compute(*tasks, callbacks=callbacks)
     return [outcome for batch in results for outcome in batch]
 
 
@@ -212,10 +212,12 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
     problems: list[InputFileError] = []
     members = sorted({f.case for f in files})
     info = {f.case: f for f in files}
+    where = {(f.case, f.component): f.path.parent for f in files}
     cells: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
     owner: dict[tuple[str, str, str], str] = {}
     sources: dict[str, set[str]] = defaultdict(set)
     months_by_component: dict[tuple[str, str], set[str]] = defaultdict(set)
+    duplicates: dict[tuple[str, str], set[str]] = defaultdict(set)
     for f in sorted(files, key=lambda f: str(f.path)):
         result = by_path.get(str(f.path))
         if result is None:
@@ -228,11 +230,16 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
             for month, value in zip(result.months, values, strict=True):
                 first = owner.setdefault((f.case, name, month), result.path)
                 if first != result.path:
-                    problems.append(InputFileError(
-                        result.path, f"{name} for {month} already read from {first}; kept that one"))
+                    duplicates[(result.path, first)].add(month)
                     continue
                 cells[(f.case, name)][month] = value
-    problems.extend(_missing_months(months_by_component, info))
+    problems.extend(
+        InputFileError(path, f"months {', '.join(sorted(months))} already read from {first} "
+                       "(two streams or a restart overlap); kept that file's values")
+        for (path, first), months in sorted(duplicates.items())
+    )
+    problems.extend(_missing_months(months_by_component, where))
+    problems.extend(_missing_variables(cells, months_by_component, where, sources))
     all_months = sorted(set().union(*months_by_component.values())) if months_by_component else []
     position = {m: i for i, m in enumerate(all_months)}
     data_vars = {}
@@ -279,7 +286,7 @@ def _reduction_text(feature: Feature) -> str:
 
 
 def _missing_months(months_by_component: dict[tuple[str, str], set[str]],
-                    info: dict[str, CesmFile]) -> list[InputFileError]:
+                    where: dict[tuple[str, str], Path]) -> list[InputFileError]:
     problems = []
     for (case, component), months in sorted(months_by_component.items()):
         expected = _month_range(min(months), max(months))
@@ -287,9 +294,27 @@ def _missing_months(months_by_component: dict[tuple[str, str], set[str]],
         if missing:
             shown = ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else "")
             problems.append(InputFileError(
-                info[case].path.parent,
+                where[(case, component)],
                 f"{case} {component}: {len(missing)} month(s) missing ({shown}); left as NaN"))
     return problems
+
+
+def _missing_variables(cells: dict[tuple[str, str], dict], months_by_component: dict,
+                       where: dict[tuple[str, str], Path], sources: dict[str, set[str]]
+                       ) -> list[InputFileError]:
+    """Features that other members have but a member with files of that component lacks."""
+    lacking: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for name in sorted({n for (_, n) in cells}):
+        component = features()[name].var.component
+        for case, comp in sorted(months_by_component):
+            if comp == component and (case, name) not in cells:
+                lacking[(case, component, " or ".join(sorted(sources[name])))].append(name)
+    return [
+        InputFileError(where[(case, component)],
+                       f"{case}: no {source} in its {component} files; features "
+                       f"{', '.join(names)} left as NaN")
+        for (case, component, source), names in sorted(lacking.items())
+    ]
 
 
 def _month_range(first: str, last: str) -> list[str]:

@@ -256,8 +256,12 @@ def _normalise_date(raw: str) -> str:
 
 
 def _frequency(path: Path, layout: str, start: str | None) -> str:
-    """Output frequency: grids are fixed, time series trust their ``month_1``-style
-    directory when they sit in one, everything else follows the width of the date."""
+    """Output frequency of a file.
+
+    Grids are fixed; time series trust their ``month_1``-style directory when they sit in
+    one (post-processing names it after the cadence); everything else follows the width
+    of the date.
+    """
     if start is None:
         return "fixed"
     if layout == "tseries" and _FREQUENCY_DIR.fullmatch(path.parent.name):

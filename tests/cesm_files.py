@@ -42,7 +42,7 @@ def _time(nc: netCDF4.Dataset, months: list[int], *, year: int, stamp: str, boun
     t[:] = hi if stamp == "end" else 0.5 * (lo + hi)
 
 
-def _var(nc, name, dims, values, units, dtype="f4"):  # noqa: ANN001
+def _var(nc, name, dims, values, units, dtype="f4"):
     v = nc.createVariable(name, dtype, dims, fill_value=FILL if dtype == "f4" else None)
     v.units = units
     v[:] = values
@@ -50,7 +50,7 @@ def _var(nc, name, dims, values, units, dtype="f4"):  # noqa: ANN001
 
 
 def write_pop(path: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *, months=(1,), year=1,
-              dz_cm=(1000.0, 2000.0, 2000.0, 5000.0, 10000.0), depth_cm=None) -> Path:  # noqa: ANN001
+              dz_cm=(1000.0, 2000.0, 2000.0, 5000.0, 10000.0), depth_cm=None) -> Path:
     lat, lon = np.meshgrid(centres(lat_e), centres(lon_e) % 360, indexing="ij")
     with netCDF4.Dataset(path, "w") as nc:
         _time(nc, list(months), year=year, stamp="end", bounds_name="time_bound",
@@ -66,7 +66,7 @@ def write_pop(path: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *, months
         _var(nc, "TAREA", ("nlat", "nlon"), cell_areas(lat_e, lon_e) * 1e4, "centimeter^2", "f8")
         _var(nc, "KMT", ("nlat", "nlon"), np.full(lat.shape, len(dz)), "1", "i4")
         _var(nc, "HT", ("nlat", "nlon"),
-             np.full(lat.shape, dz.sum()) if depth_cm is None else depth_cm, "centimeter", "f8")
+             np.full(lat.shape, 3.0e5) if depth_cm is None else depth_cm, "centimeter", "f8")
         units = {"SALT": "gram/kilogram", "TEMP": "degC", "HMXL": "centimeter",
                  "ROFF_F": "kg/m^2/s", "SHF": "watt/m^2"}
         for name, values in fields.items():
@@ -76,7 +76,7 @@ def write_pop(path: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *, months
 
 
 def write_mom6(hist: Path, static: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *,
-               months=(1,), z_i=(0.0, 10.0, 30.0, 50.0, 100.0, 200.0)) -> None:  # noqa: ANN001
+               months=(1,), z_i=(0.0, 10.0, 30.0, 50.0, 100.0, 200.0)) -> None:
     lat, lon = np.meshgrid(centres(lat_e), centres(lon_e), indexing="ij")
     with netCDF4.Dataset(static, "w") as nc:
         nc.createDimension("yh", lat.shape[0])
@@ -102,7 +102,7 @@ def write_mom6(hist: Path, static: Path, lat_e, lon_e, fields: dict[str, np.ndar
 
 
 def write_cam_se(path: Path, lat: np.ndarray, lon: np.ndarray, area_unit_sphere: np.ndarray,
-                 landfrac: np.ndarray, fields: dict[str, np.ndarray], months=(1,)) -> Path:  # noqa: ANN001
+                 landfrac: np.ndarray, fields: dict[str, np.ndarray], months=(1,)) -> Path:
     with netCDF4.Dataset(path, "w") as nc:
         _time(nc, list(months), year=1, stamp="mid", bounds_name="time_bnds")
         nc.createDimension("ncol", lat.size)
@@ -118,7 +118,7 @@ def write_cam_se(path: Path, lat: np.ndarray, lon: np.ndarray, area_unit_sphere:
 
 
 def write_clm_latlon(path: Path, lat_e, lon_e, landfrac: np.ndarray,
-                     fields: dict[str, np.ndarray], months=(1,)) -> Path:  # noqa: ANN001
+                     fields: dict[str, np.ndarray], months=(1,)) -> Path:
     with netCDF4.Dataset(path, "w") as nc:
         _time(nc, list(months), year=1, stamp="end", bounds_name="time_bounds")
         nc.createDimension("lat", lat_e.size - 1)

@@ -16,14 +16,14 @@ LON_E = np.arange(-70.0, -39.0, 1.0)
 NY, NX = LAT_E.size - 1, LON_E.size - 1
 
 
-def _extract(path, model, static=None):  # noqa: ANN001
+def _extract(path, model, static=None):
     static_nc = netCDF4.Dataset(static) if static else None
     with netCDF4.Dataset(path) as nc:
         plan = GridPlan(read_grid(model, nc, str(path), static_nc))
         return extract_features(nc, str(path), model, plan)
 
 
-def _box_area(lat0, lat1, lon0, lon1):  # noqa: ANN001
+def _box_area(lat0, lat1, lon0, lon1):
     return R**2 * np.deg2rad(lon1 - lon0) * (np.sin(np.deg2rad(lat1)) - np.sin(np.deg2rad(lat0)))
 
 
