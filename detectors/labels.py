@@ -1,0 +1,124 @@
+"""Freeze labels: which members froze, and when.
+
+A winter is *frozen* at the convection site (``labsea_interior``) when the March mixed layer
+is shallower than a threshold and/or the January-March ice fraction is above one; a member
+froze when N consecutive winters are frozen, and its onset is January of the first of them.
+Mixed-layer diagnostics differ between models (POP ``HMXL`` is a monthly mean, ``XMXL`` a
+monthly maximum, MOM6 ``MLD_003`` a density-criterion depth), so each has its own threshold
+and the one used is written into the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+
+from ensembles.errors import ConfigurationError
+
+REGION = "labsea_interior"
+# preference order: the monthly maximum is closest to "March maximum mixed-layer depth"
+MIXED_LAYER_DIAGNOSTICS = ("xmxl", "mld_003", "mlotst", "hmxl")
+
+
+class LabelRule(BaseModel):
+    """How a frozen winter and a freeze are defined; every field goes into results."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mld_threshold_m: dict[str, float] = Field(
+        default_factory=lambda: {"xmxl": 500.0, "mld_003": 300.0, "mlotst": 300.0, "hmxl": 300.0},
+        description="March mixed layer shallower than this (per diagnostic) means no convection",
+    )
+    ice_threshold: float = Field(0.5, ge=0, le=1, description="JFM mean ice fraction above this")
+    combine: Literal["and", "or", "mld", "ice"] = "and"
+    consecutive_winters: int = Field(3, ge=1)
+    region: str = REGION
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per-member outcome and the per-winter flags it came from."""
+
+    froze: xr.DataArray  # (member,) bool
+    onset: xr.DataArray  # (member,) "YYYY-01" or ""
+    frozen_winter: xr.DataArray  # (member, year) bool
+    rule: LabelRule
+    mixed_layer: str | None  # the diagnostic used, or None when ice alone was used
+
+    def to_records(self) -> list[dict]:
+        return [
+            {"member": str(m), "froze": bool(f), "first_freeze": o or None}
+            for m, f, o in zip(self.froze.member.values, self.froze.values, self.onset.values,
+                               strict=True)
+        ]
+
+
+def _mixed_layer(features: xr.Dataset, rule: LabelRule) -> tuple[str, xr.DataArray] | None:
+    for name in MIXED_LAYER_DIAGNOSTICS:
+        var = f"{name}_{rule.region}"
+        if var in features and name in rule.mld_threshold_m:
+            return name, features[var]
+    return None
+
+
+def winter_means(series: xr.DataArray, months: tuple[int, ...]) -> xr.DataArray:
+    """Mean over the given calendar months of each model year, dims (member, year)."""
+    selected = series.where(series.time.dt.month.isin(months), drop=True)
+    return selected.groupby(selected.time.dt.year).mean("time")
+
+
+def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels:
+    """Label every member of a feature table.
+
+    Raises
+    ------
+    ConfigurationError
+        When the table has neither a mixed-layer nor an ice feature on the label region.
+    """
+    rule = rule or LabelRule()
+    mld = _mixed_layer(features, rule) if rule.combine != "ice" else None
+    ice_name = f"aice_{rule.region}"
+    ice = features.get(ice_name) if rule.combine != "mld" else None
+    if mld is None and ice is None:
+        raise ConfigurationError(
+            f"cannot label freezes: no mixed-layer feature ({', '.join(MIXED_LAYER_DIAGNOSTICS)}"
+            f" on {rule.region}) and no {ice_name} in the feature table")
+    flags = []
+    if mld is not None:
+        name, series = mld
+        march = winter_means(series, (3,))
+        flags.append(march < rule.mld_threshold_m[name])
+    if ice is not None:
+        flags.append(winter_means(ice, (1, 2, 3)) > rule.ice_threshold)
+    if len(flags) == 2 and rule.combine in ("and", "or"):
+        both = xr.align(*flags, join="inner")
+        frozen = (both[0] & both[1]) if rule.combine == "and" else (both[0] | both[1])
+    else:
+        frozen = flags[0]
+    onset_year = _first_run(frozen.values, rule.consecutive_winters)
+    years = frozen.year.values
+    onset = np.array([f"{years[i]:04d}-01" if i >= 0 else "" for i in onset_year], dtype=object)
+    member = frozen.member
+    return Labels(
+        froze=xr.DataArray(onset_year >= 0, coords={"member": member}),
+        onset=xr.DataArray(onset, coords={"member": member}),
+        frozen_winter=frozen,
+        rule=rule,
+        mixed_layer=mld[0] if mld is not None else None,
+    )
+
+
+def _first_run(flags: np.ndarray, length: int) -> np.ndarray:
+    """Index of the first run of ``length`` True values per row, -1 where there is none."""
+    out = np.full(flags.shape[0], -1)
+    for row, values in enumerate(flags):
+        run = 0
+        for i, value in enumerate(values):
+            run = run + 1 if value else 0
+            if run == length:
+                out[row] = i - length + 1
+                break
+    return out
