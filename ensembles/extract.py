@@ -50,12 +50,17 @@ class VariablePlan:
 
 @dataclass
 class FileFeatures:
-    """Features of one file, JSON-ready (this is what the per-file cache stores)."""
+    """Features of one file, JSON-ready (this is what the per-file cache stores).
+
+    ``values[feature][expression]`` holds the reduction of one source expression: a
+    complete alternative of the registry (``"SALT"``, ``"PRECC+PRECL"``) or, when a file
+    holds only part of a sum (single-variable time series), that part alone.  Parts from
+    different files are added up when the table is assembled.
+    """
 
     path: str
     months: list[str]
-    values: dict[str, list[float | None]] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -65,6 +70,7 @@ class GridPlan:
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self._selections: dict[str, Selection | None] = {}
+        self.notes: list[str] = []  # regions this grid cannot serve, reported once per batch
 
     def selection(self, region: str) -> Selection | None:
         if region not in self._selections:
@@ -73,12 +79,17 @@ class GridPlan:
 
     def _select(self, region: str) -> Selection | None:
         grid = self.grid
-        weights = grid.domain_weights(get_region(region).domain)
+        domain = get_region(region).domain
+        weights = grid.domain_weights(domain)
         if weights is None:
+            if grid.model == "cam":  # CAM without LANDFRAC: say so, the features are skipped
+                self.notes.append(f"no LANDFRAC for this CAM grid: {domain} region {region} "
+                                  "skipped (time series need the case's LANDFRAC file)")
             return None
         mask, method = region_mask(region, grid.lat, grid.lon, grid.depth_m)
         weights = np.where(mask, np.nan_to_num(weights), 0.0)
         if not np.any(weights > 0):
+            self.notes.append(f"region {region} has no {domain} cells on this {grid.model} grid")
             return None
         box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(weights > 0))
         return Selection(region, box, weights[box], method)
@@ -128,26 +139,40 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
     time = decode_months(nc, path)
     result = FileFeatures(path=path, months=time.months, notes=list(time.notes))
     for vplan in plan.variables.values():
-        source = _resolve_source(nc, vplan.variable, model)
-        if source is None:
-            continue
-        try:
-            data = _read_converted(nc, path, source, vplan, plan.grid, time.indices)
-        except EsmwatchError as err:
-            raise InputFileError(path, f"variable {'+'.join(source)}: {err}") from None
-        for feature, sel in zip(vplan.features, vplan.selections, strict=True):
-            values = _reduce(data, vplan, sel, plan.grid)
-            if np.all(np.isnan(values)):
-                result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
-            result.values[feature.name] = [None if np.isnan(v) else float(v) for v in values]
-            result.sources[feature.name] = "+".join(source)
+        for expression in _expressions(nc, vplan.variable, model):
+            try:
+                data = _read_converted(nc, path, expression, vplan, plan.grid, time.indices)
+            except EsmwatchError as err:
+                raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
+            for feature, sel in zip(vplan.features, vplan.selections, strict=True):
+                values = _reduce(data, vplan, sel, plan.grid)
+                if np.all(np.isnan(values)):
+                    result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
+                result.values.setdefault(feature.name, {})["+".join(expression)] = [
+                    None if np.isnan(v) else float(v) for v in values]
     return result
 
 
-def _resolve_source(nc: netCDF4.Dataset, variable: Variable, model: str) -> tuple[str, ...] | None:
-    for option in variable.source_options(model):
+def _expressions(nc: netCDF4.Dataset, variable: Variable, model: str) -> list[tuple[str, ...]]:
+    """The first alternative the file holds completely, else every part it holds alone."""
+    options = variable.source_options(model)
+    for option in options:
         if all(name in nc.variables for name in option):
-            return option
+            return [option]
+    parts = dict.fromkeys(name for option in options for name in option if name in nc.variables)
+    return [(name,) for name in parts]
+
+
+def resolve(variable: Variable, model: str, contributions: dict[str, float | None]
+            ) -> tuple[str, float | None] | None:
+    """Pick the preferred alternative from one month's contributions (summing parts)."""
+    for option in variable.source_options(model):
+        key = "+".join(option)
+        if key in contributions:
+            return key, contributions[key]
+        if len(option) > 1 and all(part in contributions for part in option):
+            parts = [contributions[part] for part in option]
+            return key, None if any(v is None for v in parts) else float(sum(parts))
     return None
 
 

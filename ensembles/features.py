@@ -24,7 +24,7 @@ from dask.callbacks import Callback
 from ensembles import __version__
 from ensembles.cache import FeatureCache, file_signature
 from ensembles.errors import InputFileError
-from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features
+from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
 from ensembles.filenames import CesmFile, discover
 from ensembles.grids import read_grid
 from ensembles.registry import Feature, definitions_hash, features, registry
@@ -55,40 +55,44 @@ class _Outcome:
     problem: str | None = None
 
 
-def read_batch(paths: Sequence[str], model: str, static: str | None) -> list[_Outcome]:
+def read_batch(paths: Sequence[str], model: str, aux: str | None) -> list[_Outcome]:
     """Read files of one case and model; runs in a dask worker process.
 
     Every failure becomes an outcome naming the file, so one bad file never loses the
     rest of the batch.
     """
     plans: dict[tuple, GridPlan] = {}
-    static_nc = _open_static(static)
+    aux_nc = _open_aux(aux)
     try:
-        return [_read_one(path, model, static_nc, plans) for path in paths]
+        return [_read_one(path, model, aux_nc, plans) for path in paths]
     finally:
-        if static_nc is not None:
-            static_nc.close()
+        if aux_nc is not None:
+            aux_nc.close()
 
 
-def _open_static(path: str | None) -> netCDF4.Dataset | None:
+def _open_aux(path: str | None) -> netCDF4.Dataset | None:
     if path is None:
         return None
     try:
         return netCDF4.Dataset(path)
     except OSError as err:
-        log.warning("%s: cannot open static grid file: %s", path, err)
+        log.warning("%s: cannot open auxiliary grid file: %s", path, err)
         return None
 
 
-def _read_one(path: str, model: str, static: netCDF4.Dataset | None,
+def _read_one(path: str, model: str, aux: netCDF4.Dataset | None,
               plans: dict[tuple, GridPlan]) -> _Outcome:
     try:
         signature = file_signature(path)
         with netCDF4.Dataset(path) as nc:
             key = tuple(sorted((d, len(nc.dimensions[d])) for d in nc.dimensions if d != "time"))
-            if key not in plans:
-                plans[key] = GridPlan(read_grid(model, nc, path, static))
-            return _Outcome(path, signature, extract_features(nc, path, model, plans[key]))
+            new_grid = key not in plans
+            if new_grid:
+                plans[key] = GridPlan(read_grid(model, nc, path, aux))
+            result = extract_features(nc, path, model, plans[key])
+            if new_grid:
+                result.notes.extend(plans[key].notes)
+            return _Outcome(path, signature, result)
     except InputFileError as err:
         return _Outcome(path, problem=err.problem)
     except OSError as err:
@@ -149,11 +153,11 @@ def build_features(
     files, problems = discover(roots)
     usable, skipped = _monthly_feature_files(files)
     problems.extend(skipped)
-    statics = {f.case: str(f.path) for f in files if f.layout == "static" and f.model == "mom6"}
+    auxiliary = _auxiliary_grid_files(files)
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
     cached = cache.get_many(str(f.path) for f in usable) if cache else {}
     todo = [f for f in usable if str(f.path) not in cached]
-    outcomes = _run(todo, statics, scheduler, n_workers, progress)
+    outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     fresh = [o for o in outcomes if o.features is not None]
     if cache:
         cache.put_many((o.features, o.signature) for o in fresh)
@@ -186,12 +190,24 @@ def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[
     return usable, skipped
 
 
-def _run(todo: list[CesmFile], statics: dict[str, str], scheduler: str | None,
+def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], str]:
+    """(case, model) -> file completing the grid: MOM6 static, CAM LANDFRAC time series."""
+    aux = {}
+    for f in files:
+        if f.model == "mom6" and f.layout == "static":
+            aux.setdefault((f.case, f.model), str(f.path))
+        elif f.model == "cam" and f.layout == "tseries" and f.variable == "LANDFRAC":
+            aux.setdefault((f.case, f.model), str(f.path))
+    return aux
+
+
+def _run(todo: list[CesmFile], auxiliary: dict[tuple[str, str], str], scheduler: str | None,
          n_workers: int | None, progress: bool) -> list[_Outcome]:
     if not todo:
         return []
     batches = _batches(todo)
-    tasks = [dask.delayed(read_batch)(paths, model, statics.get(case), dask_key_name=f"read-{i}")
+    tasks = [dask.delayed(read_batch)(paths, model, auxiliary.get((case, model)),
+                                      dask_key_name=f"read-{i}")
              for i, (paths, model, case) in enumerate(batches)]
     if scheduler is None:
         scheduler = "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
@@ -213,9 +229,10 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
     members = sorted({f.case for f in files})
     info = {f.case: f for f in files}
     where = {(f.case, f.component): f.path.parent for f in files}
-    cells: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
-    owner: dict[tuple[str, str, str], str] = {}
-    sources: dict[str, set[str]] = defaultdict(set)
+    model_of = {(f.case, f.component): f.model for f in files}
+    # (case, feature, month) -> {expression: value}, filled from files in path order
+    contributions: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
+    owner: dict[tuple[str, str, str, str], str] = {}
     months_by_component: dict[tuple[str, str], set[str]] = defaultdict(set)
     duplicates: dict[tuple[str, str], set[str]] = defaultdict(set)
     for f in sorted(files, key=lambda f: str(f.path)):
@@ -225,14 +242,31 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
         for note in result.notes:
             problems.append(InputFileError(result.path, note))
         months_by_component[(f.case, f.component)].update(result.months)
-        for name, values in result.values.items():
-            sources[name].add(result.sources[name])
-            for month, value in zip(result.months, values, strict=True):
-                first = owner.setdefault((f.case, name, month), result.path)
-                if first != result.path:
-                    duplicates[(result.path, first)].add(month)
-                    continue
-                cells[(f.case, name)][month] = value
+        for name, by_expression in result.values.items():
+            for expression, values in by_expression.items():
+                for month, value in zip(result.months, values, strict=True):
+                    first = owner.setdefault((f.case, name, expression, month), result.path)
+                    if first != result.path:
+                        duplicates[(result.path, first)].add(month)
+                        continue
+                    contributions[(f.case, name, month)][expression] = value
+    cells: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
+    sources: dict[str, set[str]] = defaultdict(set)
+    partial: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (case, name, month), parts in contributions.items():
+        variable = features()[name].var
+        chosen = resolve(variable, model_of[(case, variable.component)], parts)
+        if chosen is None:
+            partial[(case, name)].update(parts)
+            continue
+        sources[name].add(chosen[0])
+        cells[(case, name)][month] = chosen[1]
+    problems.extend(
+        InputFileError(where[(case, features()[name].var.component)],
+                       f"{case}: {name} has only part of a sum ({', '.join(sorted(parts))}); "
+                       "left as NaN")
+        for (case, name), parts in sorted(partial.items()) if (case, name) not in cells
+    )
     problems.extend(
         InputFileError(path, f"months {', '.join(sorted(months))} already read from {first} "
                        "(two streams or a restart overlap); kept that file's values")

@@ -160,8 +160,10 @@ def _cice(nc: netCDF4.Dataset, path: str, _: Any) -> Grid:
     )
 
 
-def _cam(nc: netCDF4.Dataset, path: str, _: Any) -> Grid:
+def _cam(nc: netCDF4.Dataset, path: str, aux: netCDF4.Dataset | None) -> Grid:
     landfrac = _optional(nc, "LANDFRAC")
+    if landfrac is None and aux is not None:  # time series keep LANDFRAC in its own file
+        landfrac = _optional(aux, "LANDFRAC")
     fractions = {}
     if landfrac is not None:
         landfrac = np.clip(np.nan_to_num(landfrac), 0.0, 1.0)
@@ -194,8 +196,11 @@ _READERS = {"pop": _pop, "mom6": _mom6, "cice": _cice, "cam": _cam, "clm2": _clm
 
 
 def read_grid(model: str, nc: netCDF4.Dataset, path: str,
-              static: netCDF4.Dataset | None = None) -> Grid:
-    """Grid of ``model`` from an open history file (and the MOM6 static file).
+              aux: netCDF4.Dataset | None = None) -> Grid:
+    """Grid of ``model`` from an open file, completed from an auxiliary file.
+
+    The auxiliary file is the MOM6 static grid file, or for CAM time series the case's
+    ``LANDFRAC`` file (each time-series file carries only its own variable).
 
     Raises
     ------
@@ -206,4 +211,4 @@ def read_grid(model: str, nc: netCDF4.Dataset, path: str,
         reader = _READERS[model]
     except KeyError:
         raise InputFileError(path, f"no grid reader for model {model!r}") from None
-    return reader(nc, path, static)
+    return reader(nc, path, aux)

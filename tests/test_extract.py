@@ -23,6 +23,12 @@ def _extract(path, model, static=None):
         return extract_features(nc, str(path), model, plan)
 
 
+def _only(out, feature: str) -> tuple[str, list]:  # noqa: ANN001
+    """The single source expression a file gave for a feature, and its values."""
+    (expression, values), = out.values[feature].items()
+    return expression, values
+
+
 def _box_area(lat0, lat1, lon0, lon1):
     return R**2 * np.deg2rad(lon1 - lon0) * (np.sin(np.deg2rad(lat1)) - np.sin(np.deg2rad(lat0)))
 
@@ -33,9 +39,9 @@ def test_pop_constant_layer_mean_and_units(tmp_path):
     out = _extract(write_pop(tmp_path / "c.pop.h.0001-01.nc", LAT_E, LON_E,
                              {"SALT": salt, "HMXL": hmxl}, depth_cm=np.full((NY, NX), 3.0e5)), "pop")
     assert out.months == ["0001-01"]  # end-of-month stamp, centred on time_bound
-    assert out.values["so_upper_labsea"][0] == pytest.approx(34.8, rel=1e-6)
-    assert out.values["hmxl_labsea_interior"][0] == pytest.approx(1500.0, rel=1e-6)
-    assert out.sources["so_upper_labsea"] == "SALT"
+    assert _only(out, "so_upper_labsea")[1][0] == pytest.approx(34.8, rel=1e-6)
+    assert _only(out, "hmxl_labsea_interior")[1][0] == pytest.approx(1500.0, rel=1e-6)
+    assert _only(out, "so_upper_labsea")[0] == "SALT"
 
 
 def test_pop_upper_layer_is_thickness_weighted(tmp_path):
@@ -45,14 +51,14 @@ def test_pop_upper_layer_is_thickness_weighted(tmp_path):
     out = _extract(write_pop(tmp_path / "c.pop.h.0001-01.nc", LAT_E, LON_E, {"SALT": salt},
                              dz_cm=tuple(dz * 100)), "pop")
     # mean of z over 0-100 m with the midpoint rule is exact for a linear profile
-    assert out.values["so_upper_labsea"][0] == pytest.approx(50.0, rel=1e-6)
+    assert _only(out, "so_upper_labsea")[1][0] == pytest.approx(50.0, rel=1e-6)
 
 
 def test_pop_fill_values_are_excluded_from_means(tmp_path):
     salt = np.full((1, 5, NY, NX), 35.0)
     salt[:, :, :, :5] = 9.96921e36  # fill over part of the region: must not bias the mean
     out = _extract(write_pop(tmp_path / "c.pop.h.0001-01.nc", LAT_E, LON_E, {"SALT": salt}), "pop")
-    assert out.values["so_upper_labsea"][0] == pytest.approx(35.0, rel=1e-6)
+    assert _only(out, "so_upper_labsea")[1][0] == pytest.approx(35.0, rel=1e-6)
 
 
 def test_pop_runoff_integral_matches_analytic_area(tmp_path):
@@ -61,7 +67,7 @@ def test_pop_runoff_integral_matches_analytic_area(tmp_path):
     out = _extract(write_pop(tmp_path / "c.pop.h.0001-01.nc", LAT_E, LON_E, {"ROFF_F": roff}), "pop")
     # labrador_shelf = [52, 61] N x [-65, -56] E: cell edges align with the box
     expected = q / 1000.0 * _box_area(52, 61, -65, -56) / 1e3
-    assert out.values["friver_labrador_shelf"][0] == pytest.approx(expected, rel=1e-6)
+    assert _only(out, "friver_labrador_shelf")[1][0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_mom6_static_grid_shifted_longitudes_and_psu(tmp_path):
@@ -70,7 +76,7 @@ def test_mom6_static_grid_shifted_longitudes_and_psu(tmp_path):
     write_mom6(hist, static, LAT_E, LON_E, {"so": so}, months=(1, 2))
     out = _extract(hist, "mom6", static)
     assert out.months == ["0001-01", "0001-02"]
-    assert out.values["so_upper_labsea"] == pytest.approx([34.9, 34.9], rel=1e-6)
+    assert _only(out, "so_upper_labsea")[1] == pytest.approx([34.9, 34.9], rel=1e-6)
 
 
 def test_cam_se_unit_sphere_area_landfrac_and_summed_sources(tmp_path):
@@ -86,8 +92,8 @@ def test_cam_se_unit_sphere_area_landfrac_and_summed_sources(tmp_path):
     out = _extract(path, "cam")
     inside = (lat >= 53) & (lat <= 66) & (lon >= 295) & (lon <= 316) & (landfrac == 0)
     expected = 3e-8 * (area[inside] * R**2).sum() / 1e3  # m/s * m2 = m3/s -> mSv
-    assert out.values["prect_labsea"][0] == pytest.approx(expected, rel=1e-6)
-    assert out.sources["prect_labsea"] == "PRECC+PRECL"
+    assert _only(out, "prect_labsea")[1][0] == pytest.approx(expected, rel=1e-6)
+    assert _only(out, "prect_labsea")[0] == "PRECC+PRECL"
 
 
 def test_clm_latlon_runoff_integral_uses_landfrac(tmp_path):
@@ -101,4 +107,4 @@ def test_clm_latlon_runoff_integral_uses_landfrac(tmp_path):
     # 59.5 N edge is a cell centre, which counts as inside, so the 59-60 N row is in
     boxes = _box_area(59, 76, -60, -15) + _box_area(76, 84, -73, -10)
     expected = q / 1000.0 * 0.5 * boxes / 1e3
-    assert out.values["qrunoff_greenland"][0] == pytest.approx(expected, rel=1e-6)
+    assert _only(out, "qrunoff_greenland")[1][0] == pytest.approx(expected, rel=1e-6)

@@ -1,0 +1,478 @@
+"""Precursors of the freeze: cross-validated skill by lead, SHAP by process, drop tests.
+
+One pass per (lead, view): grouped cross-validation gives out-of-fold predictions for every
+model and baseline (skill and bootstrap CIs come from those, without refitting), and
+out-of-fold SHAP values of the explained model, with *shadow* processes (each process's
+columns permuted across samples) trained alongside as the null.  The top processes are then
+removed one at a time and the model refitted: the loss of AUC is what separates a driver from
+a decoy that merely co-varies with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold
+
+from detectors import baselines
+from detectors.budget import freshwater_budget
+from detectors.explain import additivity_error, explain, kernel_crosscheck
+from detectors.labels import LabelRule, Labels, label_freezes
+from detectors.models import get_model
+from detectors.results import (
+    ExplainerCheck,
+    FeatureRow,
+    MemberRow,
+    PrecursorResult,
+    ProcessRow,
+    SkillRow,
+)
+from detectors.samples import (
+    VIEW_RULES,
+    SampleRule,
+    SampleSet,
+    Standardiser,
+    build_samples,
+    summarise,
+    view_features,
+)
+from detectors.skill import skill
+from ensembles.errors import EsmwatchError
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("salinity_level", "model_year", "ews_variance", "ews_ac1")
+
+
+class PrecursorSettings(BaseModel):
+    """Everything that decides a precursor analysis; echoed into the result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    models: tuple[str, ...] = ("mlp", "cnn", "logistic", "gbm")
+    explain_model: str = "mlp"
+    views: tuple[str, ...] = ("full", "drivers")
+    n_folds: int = Field(5, ge=2)
+    n_boot: int = Field(300, ge=50)
+    drop_top: int = Field(6, ge=0, description="processes tested by drop-process retraining")
+    kernel_samples: int = Field(0, ge=0, le=50, description="KernelExplainer cross-check rows")
+    seed: int = 0
+    label: LabelRule = Field(default_factory=LabelRule)
+    samples: SampleRule = Field(default_factory=SampleRule)
+
+
+class AnalysisError(EsmwatchError):
+    """The ensemble cannot support the analysis (e.g. no frozen member)."""
+
+
+@dataclass
+class _Fold:
+    train: np.ndarray
+    test: np.ndarray
+    scaler: Standardiser
+
+
+def _folds(samples: SampleSet, n_folds: int, seed: int) -> list[_Fold]:
+    groups = samples.groups
+    n = min(n_folds, len(np.unique(groups[samples.y == 1])), len(np.unique(groups)))
+    if n < 2:
+        raise AnalysisError(
+            f"lead {samples.lead} months: fewer than 2 frozen members with a complete window; "
+            "cannot cross-validate")
+    splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    out = []
+    for train, test in splitter.split(samples.sequences, samples.y, groups):
+        out.append(_Fold(train, test, Standardiser().fit(samples.subset(train))))
+    return out
+
+
+def _inputs(samples: SampleSet, fold: _Fold, index: np.ndarray, kind: str) -> np.ndarray:
+    seq = fold.scaler.transform(samples.subset(index))
+    return seq if kind == "sequence" else summarise(seq, samples.rule.block_months)
+
+
+def _oof(samples: SampleSet, folds: list[_Fold], fit_predict: Callable) -> np.ndarray:
+    p = np.full(samples.y.size, np.nan)
+    for fold in folds:
+        p[fold.test] = fit_predict(fold)
+    return p
+
+
+def _model_oof(samples: SampleSet, folds: list[_Fold], name: str, seed: int,
+               drop: np.ndarray | None = None) -> np.ndarray:
+    spec = get_model(name)
+
+    def fit_predict(fold: _Fold) -> np.ndarray:
+        x_train = _inputs(samples, fold, fold.train, spec.input)
+        x_test = _inputs(samples, fold, fold.test, spec.input)
+        if drop is not None:
+            x_train, x_test = x_train[:, ~drop], x_test[:, ~drop]
+        model = spec.build(seed=seed).fit(x_train, samples.y[fold.train],
+                                          groups=samples.groups[fold.train])
+        return model.predict_proba(x_test)
+
+    return _oof(samples, folds, fit_predict)
+
+
+def _baseline_scores(samples: SampleSet, salinity: SampleSet | None, scaler: Standardiser | None,
+                     index: np.ndarray) -> dict[str, np.ndarray]:
+    scores = {"model_year": samples.model_month[index].astype(float)}
+    if salinity is not None and scaler is not None:
+        seq = scaler.transform(salinity.subset(index))[:, 0, :]
+        var_tau, ac_tau = baselines.ews_trends(seq)
+        scores.update(salinity_level=baselines.salinity_level(seq),
+                      ews_variance=var_tau, ews_ac1=ac_tau)
+    return scores
+
+
+def _baseline_oof(samples: SampleSet, salinity: SampleSet | None, folds: list[_Fold]
+                  ) -> dict[str, np.ndarray]:
+    """Each baseline's number mapped to a probability by a one-feature logistic regression."""
+    out: dict[str, np.ndarray] = {}
+    for fold in folds:
+        scaler = Standardiser().fit(salinity.subset(fold.train)) if salinity is not None else None
+        train = _baseline_scores(samples, salinity, scaler, fold.train)
+        test = _baseline_scores(samples, salinity, scaler, fold.test)
+        for name, x in train.items():
+            clf = LogisticRegression().fit(x[:, None], samples.y[fold.train])
+            out.setdefault(name, np.full(samples.y.size, np.nan))
+            out[name][fold.test] = clf.predict_proba(test[name][:, None])[:, 1]
+    return out
+
+
+@dataclass
+class _Shap:
+    columns: list[tuple[str, int]]
+    values: np.ndarray  # (n, columns) out-of-fold SHAP, shadows dropped
+    shadow_importance: float
+    inputs: np.ndarray  # (n, columns) standardised inputs, for directions
+    checks: list[ExplainerCheck]
+
+
+def _shadow_blocks(columns: list[tuple[str, int]], process_of: dict[str, str]
+                   ) -> dict[str, np.ndarray]:
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for i, (feature, _) in enumerate(columns):
+        blocks[process_of[feature]].append(i)
+    return {p: np.array(ix) for p, ix in blocks.items()}
+
+
+def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSettings) -> _Shap:
+    spec = get_model(settings.explain_model)
+    columns = samples.summary_columns()
+    process_of = dict(zip(samples.features, samples.processes, strict=True))
+    blocks = _shadow_blocks(columns, process_of)
+    rng = np.random.default_rng(settings.seed)
+    values = np.zeros((samples.y.size, len(columns)))
+    inputs = np.zeros_like(values)
+    shadow_values = np.zeros((samples.y.size, len(blocks)))
+    checks = []
+    for k, fold in enumerate(folds):
+        x = {part: _inputs(samples, fold, ix, "summary") for part, ix in
+             (("train", fold.train), ("test", fold.test))}
+        shadows = {part: np.concatenate([_permuted(x[part][:, ix], rng) for ix in blocks.values()],
+                                        axis=1) for part in x}
+        x_train = np.concatenate([x["train"], shadows["train"]], axis=1)
+        x_test = np.concatenate([x["test"], shadows["test"]], axis=1)
+        model = spec.build(seed=settings.seed).fit(x_train, samples.y[fold.train],
+                                                   groups=samples.groups[fold.train])
+        background = x_train[rng.choice(len(x_train), min(100, len(x_train)), replace=False)]
+        expl = explain(model, spec, background, x_test, seed=settings.seed)
+        n_real = len(columns)
+        values[fold.test] = expl.values[:, :n_real]
+        inputs[fold.test] = x["test"]
+        offsets = np.cumsum([0] + [len(ix) for ix in blocks.values()])
+        for b in range(len(blocks)):
+            block = slice(n_real + offsets[b], n_real + offsets[b + 1])
+            shadow_values[fold.test, b] = expl.values[:, block].sum(axis=1)
+        check = ExplainerCheck(view=samples.view, lead_months=samples.lead, model=spec.name,
+                               explainer=expl.explainer, additivity_error=additivity_error(expl))
+        if k == 0 and settings.kernel_samples:
+            cross = kernel_crosscheck(model, spec, background, x_test,
+                                      n_samples=settings.kernel_samples, seed=settings.seed)
+            check.kernel_rank_correlation = cross["spearman_mean_abs"]
+            check.kernel_n = cross["n"]
+        checks.append(check)
+    shadow_importance = float(np.abs(shadow_values).mean(axis=0).max())
+    return _Shap(columns, values, shadow_importance, inputs, checks)
+
+
+def _permuted(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return block[rng.permutation(len(block))]
+
+
+@dataclass
+class _ViewLead:
+    """Everything one (view, lead) pass keeps for the aggregation across leads."""
+
+    samples: SampleSet
+    folds: list[_Fold]
+    shap: _Shap
+    explain_oof: np.ndarray
+
+
+def _configuration(features: xr.Dataset) -> xr.DataArray:
+    for name in ("configuration", "ensemble"):
+        if name in features.coords:
+            return features[name]
+    return xr.DataArray(np.full(features.sizes["member"], "default"), dims="member")
+
+
+def _usable(features: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    """Drop features missing for most of the record (e.g. a model that lacks them)."""
+    keep = []
+    for name, var in features.data_vars.items():
+        if float(var.isnull().mean()) > 0.5:
+            notes.append(f"{name}: more than half missing, left out")
+        else:
+            keep.append(name)
+    return features[keep]
+
+
+def _skill_row(view: str, lead: int, model: str, y: np.ndarray, p: np.ndarray,
+               groups: np.ndarray, settings: PrecursorSettings) -> SkillRow:
+    ok = ~np.isnan(p)
+    s = skill(y[ok], p[ok], groups[ok], n_boot=settings.n_boot, seed=settings.seed)
+
+    def clean(value: float) -> float | None:
+        return None if np.isnan(value) else float(value)
+
+    def clean_ci(ci: tuple[float, float]) -> tuple[float, float] | None:
+        return None if any(np.isnan(ci)) else (float(ci[0]), float(ci[1]))
+
+    return SkillRow(view=view, lead_months=lead, model=model, roc_auc=clean(s.roc_auc),
+                    roc_auc_ci=clean_ci(s.roc_auc_ci), pr_auc=clean(s.pr_auc),
+                    pr_auc_ci=clean_ci(s.pr_auc_ci), brier=s.brier, brier_ci=clean_ci(s.brier_ci),
+                    n_samples=s.n, n_positive=s.n_positive)
+
+
+def analyse_precursors(features: xr.Dataset, settings: PrecursorSettings | None = None,
+                       *, progress: Callable[[str], None] | None = None) -> PrecursorResult:
+    """Learn and explain precursors of the freeze in a feature table (member x time).
+
+    Raises
+    ------
+    AnalysisError
+        Fewer than two frozen members, or no lead with enough windows to cross-validate.
+    """
+    settings = settings or PrecursorSettings()
+    if get_model(settings.explain_model).input != "summary":
+        raise AnalysisError(f"explain_model {settings.explain_model!r} must take window summaries")
+    notes: list[str] = []
+    labels = label_freezes(features, settings.label)
+    n_frozen = int(labels.froze.sum())
+    if n_frozen < 2:
+        raise AnalysisError(f"only {n_frozen} frozen member(s) among {features.sizes['member']}: "
+                            "precursors need at least 2 (check the label rule)")
+    table = _usable(features, notes)
+    configuration = _configuration(table)
+    skill_rows: list[SkillRow] = []
+    passes: dict[str, list[_ViewLead]] = defaultdict(list)
+    for lead in settings.samples.leads_months:
+        if progress:
+            progress(f"lead {lead} months")
+        base = build_samples(table, labels, lead, configuration, settings.samples)
+        if base.y.sum() < 2:
+            notes.append(f"lead {lead}: fewer than 2 positive windows, skipped")
+            continue
+        salinity_name = next((f for f in baselines.SALINITY_FEATURES if f in base.features), None)
+        salinity = base.select([salinity_name], "full") if salinity_name else None
+        try:
+            folds = _folds(base, settings.n_folds, settings.seed)
+        except AnalysisError as err:
+            notes.append(str(err))
+            continue
+        base_p = _baseline_oof(base, salinity, folds)
+        for view in settings.views:
+            samples = base.select(view_features(base, view), view)
+            view_folds = [_Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train)))
+                          for f in folds]
+            for name in settings.models:
+                p = _model_oof(samples, view_folds, name, settings.seed)
+                skill_rows.append(_skill_row(view, lead, name, samples.y, p, samples.groups,
+                                             settings))
+            for name, p in base_p.items():
+                skill_rows.append(_skill_row(view, lead, name, samples.y, p, samples.groups,
+                                             settings))
+            explain_p = _model_oof(samples, view_folds, settings.explain_model, settings.seed)
+            shap_pass = _explain_oof(samples, view_folds, settings)
+            passes[view].append(_ViewLead(samples, view_folds, shap_pass, explain_p))
+    if not passes:
+        raise AnalysisError("no lead had enough windows to cross-validate: " + "; ".join(notes))
+    notes.extend(_beats_salinity(skill_rows))
+    processes, feature_rows = [], []
+    for view, view_passes in passes.items():
+        rows, frows = _aggregate(view, view_passes, settings)
+        processes.extend(rows)
+        feature_rows.extend(frows)
+    return PrecursorResult(
+        ensembles=sorted(set(map(str, table.coords["ensemble"].values)))
+        if "ensemble" in table.coords else [],
+        configurations=sorted(set(map(str, configuration.values))),
+        n_members=int(table.sizes["member"]), n_frozen=n_frozen,
+        label={**settings.label.model_dump(), "mixed_layer": labels.mixed_layer},
+        samples=settings.samples.model_dump(),
+        views={v: VIEW_RULES[v] for v in passes},
+        explain_model=settings.explain_model,
+        skill=skill_rows, processes=processes, features=feature_rows,
+        explainer_checks=[c for vp in passes.values() for p in vp for c in p.shap.checks],
+        budget=freshwater_budget(table, labels),
+        members=_member_rows(table, labels),
+        notes=notes,
+    )
+
+
+def _beats_salinity(rows: list[SkillRow]) -> list[str]:
+    """Say plainly where no classifier beats the salinity level."""
+    notes = []
+    by = {(r.view, r.lead_months, r.model): r for r in rows}
+    for (view, lead, model), row in by.items():
+        if model != "salinity_level" or row.roc_auc is None:
+            continue
+        best = max((r for (v, ld, m), r in by.items() if v == view and ld == lead
+                    and m not in BASELINES and r.roc_auc is not None),
+                   key=lambda r: r.roc_auc, default=None)
+        if best is None or best.roc_auc <= row.roc_auc:
+            notes.append(f"{view} view, lead {lead} months: no classifier beats the salinity "
+                         f"level (AUC {row.roc_auc:.2f})")
+    return notes
+
+
+def _member_rows(table: xr.Dataset, labels: Labels) -> list[MemberRow]:
+    ensemble = (table.coords["ensemble"].values if "ensemble" in table.coords
+                else np.full(table.sizes["member"], ""))
+    return [MemberRow(member=r["member"], ensemble=str(e), froze=r["froze"],
+                      first_freeze=r["first_freeze"])
+            for r, e in zip(labels.to_records(), ensemble, strict=True)]
+
+
+def _bootstrap_weights(groups_per_pass: list[np.ndarray], n_boot: int, seed: int
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Group-count draws shared by every lead, so CIs resample members consistently.
+
+    Returns the draws (n_boot, n_groups) and, per pass, the group index of each sample.
+    """
+    names = np.unique(np.concatenate(groups_per_pass))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, names.size, (n_boot, names.size))
+    weights = np.apply_along_axis(np.bincount, 1, draws, minlength=names.size).astype(float)
+    return weights, [np.searchsorted(names, g) for g in groups_per_pass]
+
+
+def _mean_by_weights(per_sample: np.ndarray, group_index: np.ndarray, weights: np.ndarray,
+                     n_groups: int) -> tuple[float, np.ndarray]:
+    """Point mean over samples and its bootstrap replicates (per_sample: (n, k))."""
+    sums = np.zeros((n_groups, per_sample.shape[1]))
+    np.add.at(sums, group_index, per_sample)
+    counts = np.bincount(group_index, minlength=n_groups).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        replicates = (weights @ sums) / (weights @ counts)[:, None]
+    return per_sample.mean(axis=0), replicates
+
+
+def _ci(replicates: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.nanquantile(replicates, [0.05, 0.95])
+    return float(lo), float(hi)
+
+
+def _aggregate(view: str, passes: list[_ViewLead], settings: PrecursorSettings
+               ) -> tuple[list[ProcessRow], list[FeatureRow]]:
+    """Process and feature importance over all leads of one view, with CIs and drop tests."""
+    first = passes[0].samples
+    process_of = dict(zip(first.features, first.processes, strict=True))
+    role_of = {p: r for p, r in zip(first.processes, first.roles, strict=True)}
+    weights, group_index = _bootstrap_weights([p.samples.groups for p in passes],
+                                              settings.n_boot, settings.seed)
+    n_groups = weights.shape[1]
+    per_process: dict[str, list] = defaultdict(list)
+    per_feature: dict[tuple[str, int], list] = defaultdict(list)
+    directions: dict[str, list] = defaultdict(list)
+    lag_profile: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for vl, gi in zip(passes, group_index, strict=True):
+        columns = vl.shap.columns
+        for process in sorted(set(process_of.values())):
+            cols = [i for i, (f, _) in enumerate(columns) if process_of[f] == process]
+            total = vl.shap.values[:, cols].sum(axis=1)
+            per_process[process].append(_mean_by_weights(np.abs(total)[:, None], gi, weights,
+                                                         n_groups))
+            directions[process].append((vl.shap.inputs[:, cols].mean(axis=1), total))
+            for lag in sorted({lag for _, lag in columns}):
+                at_lag = [i for i in cols if columns[i][1] == lag]
+                lag_profile[process][lag].append(
+                    float(np.abs(vl.shap.values[:, at_lag].sum(axis=1)).mean()))
+        for i, key in enumerate(columns):
+            per_feature[key].append(_mean_by_weights(np.abs(vl.shap.values[:, [i]]), gi, weights,
+                                                     n_groups))
+    null = float(np.mean([vl.shap.shadow_importance for vl in passes]))
+    rows = []
+    for process, parts in per_process.items():
+        point = float(np.mean([p[0][0] for p in parts]))
+        replicates = np.nanmean(np.stack([p[1][:, 0] for p in parts]), axis=0)
+        ci = _ci(replicates)
+        profile = {lag: float(np.mean(v)) for lag, v in lag_profile[process].items()}
+        rows.append(ProcessRow(
+            view=view, process=process, role=role_of[process], importance=point, ci=ci,
+            drop_auc=None, significant=bool(ci[0] > null), null_importance=null,
+            direction=_direction(directions[process]),
+            peak_lag_months=int(max(profile, key=profile.get)),
+            features=sorted(f for f, p in process_of.items() if p == process),
+        ))
+    rows.sort(key=lambda r: r.importance, reverse=True)
+    for row in rows[: settings.drop_top]:
+        row.drop_auc, row.drop_auc_ci = _drop_test(row.process, passes, weights, group_index,
+                                                   settings)
+    features_out = [
+        FeatureRow(view=view, feature=f, process=process_of[f], lag_months=lag,
+                   importance=float(np.mean([p[0][0] for p in parts])),
+                   ci=_ci(np.nanmean(np.stack([p[1][:, 0] for p in parts]), axis=0)))
+        for (f, lag), parts in per_feature.items()
+    ]
+    features_out.sort(key=lambda r: r.importance, reverse=True)
+    return rows, features_out
+
+
+def _direction(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """Sign of the process's SHAP when its inputs are above normal."""
+    x = np.concatenate([a for a, _ in pairs])
+    s = np.concatenate([b for _, b in pairs])
+    if x.std() == 0 or s.std() == 0:
+        return "0"
+    r = float(np.corrcoef(x, s)[0, 1])
+    return "0" if abs(r) < 0.1 else ("+" if r > 0 else "-")
+
+
+def _drop_test(process: str, passes: list[_ViewLead], weights: np.ndarray,
+               group_index: list[np.ndarray], settings: PrecursorSettings
+               ) -> tuple[float, tuple[float, float]]:
+    """Loss of ROC AUC when the process's columns are removed and the model refitted."""
+    from sklearn.metrics import roc_auc_score
+
+    losses, replicates = [], []
+    for vl, gi in zip(passes, group_index, strict=True):
+        columns = vl.samples.summary_columns()
+        process_of = dict(zip(vl.samples.features, vl.samples.processes, strict=True))
+        drop = np.array([process_of[f] == process for f, _ in columns])
+        if drop.all():
+            continue
+        p_drop = _model_oof(vl.samples, vl.folds, settings.explain_model, settings.seed, drop)
+        y = vl.samples.y
+        losses.append(roc_auc_score(y, vl.explain_oof) - roc_auc_score(y, p_drop))
+        boot = []
+        members = [np.flatnonzero(gi == g) for g in range(weights.shape[1])]
+        for w in weights[: min(200, len(weights))]:
+            index = np.concatenate([np.repeat(members[g], int(c)) for g, c in enumerate(w) if c])
+            if y[index].min() == y[index].max():
+                continue
+            boot.append(roc_auc_score(y[index], vl.explain_oof[index])
+                        - roc_auc_score(y[index], p_drop[index]))
+        replicates.append(np.array(boot))
+    if not losses:
+        return None, None
+    n = min(len(r) for r in replicates)
+    return float(np.mean(losses)), _ci(np.mean([r[:n] for r in replicates], axis=0))

@@ -1,0 +1,180 @@
+"""Operations commands of the ``esmwatch`` CLI: jobs, tokens, ensembles, server, workers.
+
+``service/cli.py`` registers these on its app; they live here so that the science commands
+and the operations commands can change independently.  Like the rest of the CLI, every
+user error is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from ensembles.errors import EsmwatchError
+from service.jobs import QUEUES, celery_config, queue_name, reconcile
+from service.settings import get_settings, validate_with_settings
+from service.store import EnsembleKind, EnsembleSpec, JobState, Store, get_store
+
+log = logging.getLogger(__name__)
+
+jobs_app = typer.Typer(help="Inspect, cancel and recover analysis jobs.", no_args_is_help=True)
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+ensemble_app = typer.Typer(help="Register and list ensembles.", no_args_is_help=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn esmwatch and database errors into one line and exit code 1."""
+    try:
+        yield
+    except EsmwatchError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    except OperationalError as err:
+        typer.secho(f"error: database unavailable: {err.orig}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _store() -> Store:
+    return get_store(get_settings())
+
+
+@jobs_app.command("list")
+def jobs_list(
+    job_type: Annotated[str | None, typer.Option("--type", help="Only jobs of this type.")] = None,
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+) -> None:
+    """The newest jobs, one line each."""
+    with _user_errors():
+        jobs, total = _store().list_jobs(job_type=job_type, state=state, limit=limit)
+    for job in jobs:
+        typer.echo(f"{job.id}  {job.type:<12} {job.state:<10} {job.progress:4.0%}  "
+                   f"{job.created:%Y-%m-%d %H:%M}  {job.error or job.message}")
+    typer.echo(f"{len(jobs)} of {total} job(s)")
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """A job's record as JSON (parameters, state, progress, error, artifacts)."""
+    from service.api import JobOut  # FastAPI only when needed: keeps every CLI call quick
+
+    with _user_errors():
+        job = _store().get_job(job_id)
+    typer.echo(JobOut.model_validate(job).model_dump_json(indent=2))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a queued or running job (a running one's result is discarded)."""
+    with _user_errors():
+        store = _store()
+        if not store.cancel_job(job_id):
+            raise EsmwatchError(f"job {job_id} is already {store.get_job(job_id).state}")
+    typer.echo(f"cancelled {job_id}")
+
+
+@jobs_app.command("reconcile")
+def jobs_reconcile() -> None:
+    """Dispatch again jobs whose message or worker was lost (beat does this with Celery)."""
+    with _user_errors():
+        report = reconcile(get_settings())
+    typer.echo(f"dispatched {len(report.dispatched)}, failed {len(report.failed)}, "
+               f"removed {len(report.removed)} abandoned attempt dir(s)")
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Argument(help="Who or what uses the token.")]) -> None:
+    """Create an API token and print it; only its hash is stored, so keep it now."""
+    with _user_errors():
+        token = _store().create_token(name)
+    typer.echo(token)
+    typer.secho(f"token {name!r} created; it cannot be shown again", err=True)
+
+
+@ensemble_app.command("add")
+def ensemble_add(
+    name: str,
+    kind: Annotated[EnsembleKind, typer.Option(help="What the ensemble is.")],
+    configuration: Annotated[str, typer.Option(help="compset + grid + code tag.")],
+    root: Annotated[list[Path], typer.Option(help="A root directory (repeatable).")],
+    metadata: Annotated[str, typer.Option(help="JSON object, e.g. pertlim values.")] = "{}",
+) -> None:
+    """Register an ensemble whose roots lie under the configured data roots."""
+    with _user_errors():
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as err:
+            raise EsmwatchError(f"--metadata is not JSON: {err}") from None
+        settings = get_settings()
+        spec = validate_with_settings(EnsembleSpec, {
+            "name": name, "kind": kind, "configuration": configuration,
+            "roots": [str(r) for r in root], "metadata": meta}, settings, what="ensemble")
+        get_store(settings).add_ensemble(spec)
+    typer.echo(f"registered {kind} ensemble {name} ({len(root)} root(s))")
+
+
+@ensemble_app.command("list")
+def ensemble_list() -> None:
+    """Registered ensembles, one line each."""
+    with _user_errors():
+        ensembles = _store().list_ensembles()
+    for ensemble in ensembles:
+        typer.echo(f"{ensemble.name:<24} {ensemble.kind:<16} {ensemble.configuration}  "
+                   f"{', '.join(ensemble.roots)}")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the HTTP API (jobs run in-process unless a broker is configured)."""
+    import uvicorn
+
+    from service.api import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port)
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: io, gpu or both.")] = ",".join(
+        QUEUES),
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker for the io and/or gpu queues (needs a broker)."""
+    settings = get_settings()
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(names) - set(QUEUES))
+    if unknown or not names:
+        typer.secho(f"error: unknown queue(s) {unknown or queues!r}; use {', '.join(QUEUES)}",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    _exec_celery("worker", "-Q", ",".join(queue_name(settings, q) for q in names),
+                 f"--concurrency={concurrency}", f"--loglevel={loglevel}")
+
+
+def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run Celery beat: the reconciler and the nightly scan schedule (needs a broker)."""
+    _exec_celery("beat", f"--loglevel={loglevel}")
+
+
+def _exec_celery(*args: str) -> NoReturn:
+    """Become ``celery -A workers.celery_app ...`` so signals reach Celery directly.
+
+    Started as a command rather than imported, so the service layer does not import workers.
+    """
+    with _user_errors():
+        celery_config(get_settings())  # a clear error now if no broker is configured
+    command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
+    log.info("exec %s", " ".join(command))
+    os.execv(sys.executable, command)

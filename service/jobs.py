@@ -1,0 +1,535 @@
+"""Analysis jobs: a registry of job types, and how a job is submitted, run and recovered.
+
+A job type is a small object (name, pydantic parameter model, function, queue) in one
+registry; adding one is a parameter model, a result model, a function and a
+:func:`register` call.  The lifecycle is the same for all of them:
+
+1. :func:`submit_job` validates the parameters (paths must lie under the data roots),
+   writes the job row, *then* dispatches it: to a thread of this process in the embedded
+   mode, or as a Celery message whose task id is the job id.
+2. :func:`run_job` claims the row with a compare-and-set update, keeps the lease alive from
+   a heartbeat thread, runs the function into ``<results>/<job id>.tmp-<attempt>/``, renames
+   that directory to ``<results>/<job id>/`` and records the outcome, still by CAS.  A second
+   delivery of the same job finds it not claimable and returns without running.
+3. :func:`reconcile` dispatches again what may have been lost (old queued jobs, running jobs
+   whose lease expired) and removes abandoned attempt directories; re-dispatching is always
+   safe because only one claim can win.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from celery import Celery
+from kombu import Connection, Queue
+from pydantic import BaseModel, ConfigDict, Field
+
+from ensembles import __version__
+from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
+from ensembles.features import build_features
+from service.settings import DataPath, Settings, get_settings, validate_with_settings
+from service.store import JobState, NotFound, Store, get_store, utcnow
+
+log = logging.getLogger(__name__)
+
+QueueName = Literal["io", "gpu"]
+QUEUES: tuple[QueueName, ...] = ("io", "gpu")
+RUN_TASK = "esmwatch.run_job"
+RESULT_FILE = "result.json"
+TMP_MARK = ".tmp-"  # <job id>.tmp-<attempt>: an attempt still being written, never a result
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class UnknownJobType(ConfigurationError):
+    """No job type of that name is registered (HTTP 422)."""
+
+
+class JobResult(BaseModel):
+    """What every ``result.json`` starts with: provenance of the result."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    schema_version: int = Field(default=1, alias="schema")
+    job: str
+    job_id: str
+    esmwatch_version: str
+    params: dict[str, Any]
+
+    def summary(self) -> str:
+        """One line for the job's ``message`` once it succeeded."""
+        return f"{self.job} finished"
+
+
+@dataclass
+class JobContext:
+    """What a job function gets besides its parameters."""
+
+    job_id: str
+    job_type: str
+    workdir: Path  # write artifacts here; it becomes the result directory on success
+    settings: Settings
+    _lease: _Lease
+
+    def progress(self, fraction: float, message: str) -> None:
+        """Report progress (0..1) and renew the lease."""
+        self._lease.renew(progress=fraction, message=message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or taken over: long jobs may stop early."""
+        return self._lease.lost.is_set()
+
+    def provenance(self, params: BaseModel) -> dict[str, Any]:
+        """The :class:`JobResult` fields, for ``Result(**ctx.provenance(params), ...)``."""
+        return {"job": self.job_type, "job_id": self.job_id, "esmwatch_version": __version__,
+                "params": params.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class JobType(Generic[P]):
+    """A registered kind of job.
+
+    Parameters
+    ----------
+    name
+        What clients put in ``{"type": ...}``.
+    params
+        Pydantic model of the parameters; paths must be :data:`~service.settings.DataPath`.
+    run
+        ``run(params, ctx) -> JobResult``; writes artifacts into ``ctx.workdir`` and raises
+        :class:`~ensembles.errors.EsmwatchError` for problems a user can fix.
+    queue
+        ``io`` (reading archives) or ``gpu`` (training); decides which workers run it.
+    result
+        The result model, so its JSON Schema can be published.
+    """
+
+    name: str
+    params: type[P]
+    run: Callable[[P, JobContext], JobResult]
+    queue: QueueName
+    result: type[JobResult]
+    description: str = ""
+
+    def validate(self, params: dict[str, Any] | None, settings: Settings) -> P:
+        """Parameters checked against the model and the data roots, before anything is read."""
+        return validate_with_settings(self.params, params, settings,
+                                      what=f"parameters of a {self.name} job")
+
+
+_REGISTRY: dict[str, JobType[Any]] = {}
+
+
+def register(job_type: JobType[Any]) -> JobType[Any]:
+    """Add a job type; a name can be registered once."""
+    if job_type.name in _REGISTRY:
+        raise ConfigurationError(f"job type {job_type.name!r} is already registered")
+    if job_type.queue not in QUEUES:
+        raise ConfigurationError(f"job type {job_type.name!r}: queue must be one of {QUEUES}")
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def unregister(name: str) -> None:
+    """Remove a job type (tests register temporary ones)."""
+    _REGISTRY.pop(name, None)
+
+
+def job_types() -> dict[str, JobType[Any]]:
+    return dict(_REGISTRY)
+
+
+def get_job_type(name: str) -> JobType[Any]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise UnknownJobType(f"unknown job type {name!r} (known: {known})") from None
+
+
+# ---- submission and dispatch -----------------------------------------------------------
+
+
+def submit_job(job_type: str, params: dict[str, Any] | None, *, settings: Settings | None = None,
+               dedupe_key: str | None = None, wait: bool = False) -> str:
+    """Validate, record and dispatch a job; return its id.
+
+    Parameters
+    ----------
+    dedupe_key
+        Submitting twice with the same key returns the first job and dispatches nothing.
+    wait
+        Embedded mode only: run the job in this thread before returning.
+
+    Raises
+    ------
+    UnknownJobType, InvalidParameters
+        Before any row is written or any input read.
+    """
+    settings = settings or get_settings()
+    kind = get_job_type(job_type)
+    validated = kind.validate(params, settings)
+    job, created = get_store(settings).create_job(kind.name, validated.model_dump(mode="json"),
+                                                  dedupe_key=dedupe_key)
+    if created:
+        dispatch(job.id, kind, settings, wait=wait)
+    return job.id
+
+
+def dispatch(job_id: str, kind: JobType[Any], settings: Settings, *, wait: bool = False) -> None:
+    """Hand a recorded job to whatever runs jobs; a failure leaves it queued, not lost.
+
+    A broker that cannot be reached is logged, not raised: the row is already written and
+    the reconciler dispatches it again later.
+    """
+    if settings.embedded:
+        if wait:
+            run_job(job_id, settings=settings)
+        else:
+            _embedded_pool().submit(_run_logged, job_id, settings)
+        return
+    try:
+        _producer(settings).send_task(RUN_TASK, args=[job_id], task_id=job_id,
+                                      queue=queue_name(settings, kind.queue))
+    except Exception as err:  # kombu raises several unrelated types for an unreachable broker
+        log.warning("job %s stays queued, the broker did not take it (%s); the reconciler "
+                    "will dispatch it again", job_id, err)
+
+
+def queue_name(settings: Settings, queue: str) -> str:
+    return settings.queue_prefix + queue
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the producer here and the workers' app: JSON only.
+
+    Raises
+    ------
+    ConfigurationError
+        When no broker is configured (embedded mode has no Celery).
+    """
+    if settings.broker_url is None:
+        raise ConfigurationError("no broker configured (set ESMWATCH_BROKER_URL); without one "
+                                 "jobs run inside the API server or CLI process")
+    queues = [queue_name(settings, queue) for queue in QUEUES]
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s,
+                                     "socket_connect_timeout": 5},
+        "result_backend": settings.result_backend,
+        "task_ignore_result": settings.result_backend is None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_queues": [Queue(name) for name in queues],
+        "task_default_queue": queues[0],
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
+                                      "interval_step": 0.5, "interval_max": 1},
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def broker_status(settings: Settings) -> Literal["embedded", "ok", "degraded"]:
+    """Whether the broker answers now (``embedded`` when there is none)."""
+    if settings.broker_url is None:
+        return "embedded"
+    try:
+        with Connection(settings.broker_url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                                         timeout=2)
+    except Exception as err:  # any failure to connect means degraded, whatever its type
+        log.warning("broker %s unreachable: %s", _redact(settings.broker_url), err)
+        return "degraded"
+    return "ok"
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+_producers: dict[tuple[str, str], Celery] = {}
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _producer(settings: Settings) -> Celery:
+    """A Celery client that only sends (the workers' app lives in ``workers``)."""
+    key = (settings.broker_url or "", settings.queue_prefix)
+    with _lock:
+        if key not in _producers:
+            app = Celery("esmwatch-producer", set_as_current=False)
+            app.conf.update(celery_config(settings))
+            _producers[key] = app
+        return _producers[key]
+
+
+def _embedded_pool() -> ThreadPoolExecutor:
+    """One background thread: embedded jobs run one at a time, in submission order."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esmwatch-job")
+        return _pool
+
+
+def _run_logged(job_id: str, settings: Settings) -> None:
+    try:
+        run_job(job_id, settings=settings)
+    except Exception:  # nothing above this thread would report it
+        log.exception("job %s: the embedded runner failed; the reconciler will retry it", job_id)
+
+
+# ---- running ---------------------------------------------------------------------------
+
+
+class _Lease:
+    """Renews a claimed job's lease from a daemon thread while the job runs."""
+
+    def __init__(self, store: Store, job_id: str, worker_id: str, interval_s: float) -> None:
+        self.store, self.job_id, self.worker_id = store, job_id, worker_id
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._interval = interval_s
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.renew()
+
+    def renew(self, *, progress: float | None = None, message: str | None = None) -> None:
+        try:
+            held = self.store.heartbeat(self.job_id, self.worker_id, progress=progress,
+                                        message=message)
+        except Exception as err:  # a database hiccup must not kill the job; the lease decides
+            log.warning("job %s: heartbeat failed: %s", self.job_id, err)
+            return
+        if not held:
+            self.lost.set()
+
+
+def run_job(job_id: str, *, worker: str | None = None, settings: Settings | None = None) -> str:
+    """Run a job if this call can claim it; the one entry point of every runner.
+
+    Parameters
+    ----------
+    worker
+        A label for logs and the ``worker_id`` column (host, Celery node); a unique suffix
+        is added so that every call is its own lease holder.
+
+    Returns
+    -------
+    str
+        ``skipped`` (not claimable: finished, cancelled or running elsewhere), the state
+        recorded (``succeeded``, ``failed``) or ``lost`` (lease lost before finishing).
+    """
+    settings = settings or get_settings()
+    store = get_store(settings)
+    worker_id = f"{worker or f'{socket.gethostname()}:{os.getpid()}'}/{uuid.uuid4().hex[:8]}"
+    if not store.claim_job(job_id, worker_id):
+        log.info("job %s not claimable by %s (finished, cancelled or running elsewhere); "
+                 "delivery ignored", job_id, worker_id)
+        return "skipped"
+    job = store.get_job(job_id)
+    log.info("job %s (%s) attempt %d claimed by %s", job_id, job.type, job.attempts, worker_id)
+    workdir = settings.job_results_dir(job_id).with_name(f"{job_id}{TMP_MARK}{job.attempts}")
+    final = settings.job_results_dir(job_id)
+    with _Lease(store, job_id, worker_id, settings.lease_seconds / 3) as lease:
+        state: JobState = "succeeded"
+        try:
+            outcome = _execute(job.type, job.params,
+                               JobContext(job_id, job.type, workdir, settings, lease), final)
+        except EsmwatchError as err:
+            state, outcome = "failed", {"message": "failed", "error": str(err)}
+        except Exception as err:  # recorded on the job so that no failure is silent
+            log.exception("job %s failed unexpectedly", job_id)
+            state, outcome = "failed", {"message": "failed unexpectedly",
+                                        "error": f"{type(err).__name__}: {err} (see worker log)"}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if store.finish_job(job_id, worker_id, state, **outcome):
+        log.info("job %s %s", job_id, state)
+        return state
+    now = store.get_job(job_id).state
+    log.warning("job %s: lease lost before finishing (job is now %s); this attempt's outcome "
+                "is discarded", job_id, now)
+    if now == "cancelled":
+        shutil.rmtree(final, ignore_errors=True)
+    return "lost"
+
+
+def _execute(job_type: str, params: dict[str, Any], ctx: JobContext, final: Path
+             ) -> dict[str, Any]:
+    """Run the job function into its attempt directory and publish it atomically."""
+    kind = get_job_type(job_type)
+    validated = kind.validate(params, ctx.settings)
+    shutil.rmtree(ctx.workdir, ignore_errors=True)
+    ctx.workdir.mkdir(parents=True)
+    result = kind.run(validated, ctx)
+    (ctx.workdir / RESULT_FILE).write_text(result.model_dump_json(by_alias=True, indent=2))
+    try:
+        ctx.workdir.rename(final)  # atomic: a result directory is complete or absent
+    except OSError:
+        if not (final / RESULT_FILE).is_file():
+            raise
+        log.warning("job %s: an earlier attempt already published %s; keeping it",
+                    ctx.job_id, final)
+    artifacts = sorted(p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file())
+    return {"message": result.summary(), "artifacts": artifacts, "result_path": str(final)}
+
+
+# ---- recovery --------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    """What one :func:`reconcile` pass did."""
+
+    dispatched: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def reconcile(settings: Settings | None = None, *, wait: bool = False) -> ReconcileReport:
+    """Re-dispatch jobs that may have lost their message or worker; fail hopeless ones.
+
+    The broker's contents cannot be inspected reliably, so a queued job older than
+    ``reconcile_after_s`` is simply dispatched again: if its message was alive after all,
+    the second delivery finds the job claimed and does nothing.
+    """
+    settings = settings or get_settings()
+    store = get_store(settings)
+    report = ReconcileReport()
+    for job in store.stale_jobs(
+            queued_before=utcnow() - timedelta(seconds=settings.reconcile_after_s)):
+        if job.state == "running" and job.attempts >= settings.max_attempts:
+            if store.fail_lost_job(job.id):
+                report.failed.append(job.id)
+            continue
+        try:
+            kind = get_job_type(job.type)
+        except UnknownJobType:
+            log.warning("job %s: type %s is not registered here; left for a runner that has it",
+                        job.id, job.type)
+            continue
+        dispatch(job.id, kind, settings, wait=wait)
+        report.dispatched.append(job.id)
+    report.removed = _remove_abandoned_attempts(store, settings)
+    if report.dispatched or report.failed or report.removed:
+        log.info("reconcile: dispatched %s, failed %s, removed %s", report.dispatched,
+                 report.failed, report.removed)
+    return report
+
+
+def _remove_abandoned_attempts(store: Store, settings: Settings) -> list[str]:
+    """Delete attempt directories no live attempt is writing to."""
+    results = settings.results_dir
+    if results is None or not results.is_dir():
+        return []
+    removed = []
+    for path in results.glob(f"*{TMP_MARK}*"):
+        job_id, _, attempt = path.name.partition(TMP_MARK)
+        try:
+            job = store.get_job(job_id)
+            live = job.state == "running" and str(job.attempts) == attempt
+        except NotFound:
+            live = False
+        if not live:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def submit_scheduled(job_type: str, settings: Settings | None = None) -> str | None:
+    """Submit a scheduled job (the nightly scan) once per scheduled minute.
+
+    Returns None, with a log line, when no such job type is registered yet, so a schedule
+    can be configured before the job type exists.
+    """
+    if job_type not in _REGISTRY:
+        log.info("scheduled %s job skipped: no such job type is registered", job_type)
+        return None
+    stamp = utcnow().strftime("%Y-%m-%dT%H:%M")
+    return submit_job(job_type, {}, settings=settings, dedupe_key=f"schedule:{job_type}:{stamp}")
+
+
+# ---- job types -------------------------------------------------------------------------
+
+
+class FeaturesParams(BaseModel):
+    """Build the monthly regional features of every member under some roots."""
+
+    model_config = ConfigDict(extra="forbid")
+    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
+    output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
+                             max_length=200, description="File name of the netCDF artifact.")
+
+
+class FeaturesResult(JobResult):
+    job: Literal["features"] = "features"
+    output: str
+    n_members: int
+    n_months: int
+    n_features: int
+    members: list[str]
+    features: list[str]
+    files_read: int
+    files_cached: int
+    problems: list[str]
+
+    def summary(self) -> str:
+        return (f"{self.n_members} members x {self.n_months} months x {self.n_features} "
+                f"features, {len(self.problems)} problems")
+
+
+def run_features(params: FeaturesParams, ctx: JobContext) -> FeaturesResult:
+    """Features of the roots, cached per file; unusable files become listed problems."""
+    ctx.progress(0.05, f"reading {len(params.roots)} root(s)")
+    built = build_features(params.roots, cache_dir=ctx.settings.cache_dir,
+                           scheduler=ctx.settings.file_scheduler)
+    dataset = built.dataset
+    problems = [str(problem) for problem in built.problems]
+    if not dataset.sizes.get("member"):
+        shown = "; ".join(problems[:5]) or "no CESM history or time-series files found"
+        raise InputFileError(params.roots[0], f"no member has usable monthly files ({shown})")
+    ctx.progress(0.9, f"writing {params.output_name}")
+    dataset.to_netcdf(ctx.workdir / params.output_name)
+    return FeaturesResult(
+        **ctx.provenance(params), output=params.output_name,
+        n_members=dataset.sizes["member"], n_months=dataset.sizes.get("time", 0),
+        n_features=len(dataset.data_vars), members=[str(m) for m in dataset["member"].values],
+        features=sorted(str(name) for name in dataset.data_vars), files_read=built.files_read,
+        files_cached=built.files_cached, problems=problems)
+
+
+register(JobType("features", FeaturesParams, run_features, queue="io", result=FeaturesResult,
+                 description="Monthly regional features (member x time) of CESM archives."))
+
+
+def result_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every registered job's result, keyed by job type."""
+    return {name: kind.result.model_json_schema(by_alias=True) for name, kind in _REGISTRY.items()}
+

@@ -1,0 +1,1 @@
+"""Alembic migrations of the service database (run by ``service.store.upgrade_schema``)."""

@@ -1,0 +1,488 @@
+"""The service database: ORM models and the few operations the service performs on them.
+
+The database is the source of truth for jobs.  Every job state change is a single
+compare-and-set ``UPDATE ... WHERE state = ...`` whose row count says whether this caller
+won, so two workers handed the same job (a re-delivered message, the reconciler) can never
+both run it, and only the worker holding the lease can record the outcome.  The same code
+runs on SQLite (embedded mode) and PostgreSQL; the schema is created by the Alembic
+migrations in ``service/migrations`` and a test keeps them equal to these models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from alembic import command
+from alembic.config import Config
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from ensembles.errors import EsmwatchError
+from service.settings import DataPath, Settings
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+EnsembleKind = Literal["freeze-database", "pertlim", "ppe-coupled", "ppe-offline", "control",
+                       "candidate"]
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x65736D77  # "esmw": serialises concurrent upgrades of one database
+
+
+class NotFound(EsmwatchError):
+    """A job, ensemble or other record named by the user does not exist (HTTP 404)."""
+
+
+class Conflict(EsmwatchError):
+    """The request contradicts the current state: a duplicate name, a finished job (HTTP 409)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no time zones, so values are stored there as naive UTC; they come back
+    aware everywhere, and lease comparisons in SQL compare like with like.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use service.store.utcnow()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class Ensemble(Base):
+    __tablename__ = "ensembles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    configuration: Mapped[str] = mapped_column(String(500))
+    roots: Mapped[list[str]] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Member(Base):
+    """One CESM case of an ensemble, with what the nightly scan has already seen of it."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("ensemble_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ensemble_id: Mapped[int] = mapped_column(ForeignKey("ensembles.id", ondelete="CASCADE"),
+                                             index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    scan_state: Mapped[dict[str, Any]] = mapped_column(JSON)  # files_seen, last_month, errors
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (CheckConstraint(
+        "state IN (" + ", ".join(f"'{state}'" for state in JOB_STATES) + ")", name="state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    artifacts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    result_path: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    started: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+
+class ModelVersion(Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(Text)
+    promoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sinks: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class EnsembleSpec(BaseModel):
+    """An ensemble registration as a user gives it (API body, CLI options)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=200)
+    kind: EnsembleKind
+    configuration: str = Field(min_length=1, max_length=500,
+                               description="compset + grid + code tag shared by the members")
+    roots: list[DataPath] = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def hash_token(token: str) -> str:
+    """sha256 of a token: enough for high-entropy random tokens, and the lookup key."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def engine_url(url: str) -> str:
+    """Use psycopg 3 for a plain ``postgresql://`` URL (psycopg2 is not a dependency)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (WAL, foreign keys, waits on locks) or PostgreSQL."""
+    url = engine_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Run ``alembic upgrade head`` on ``engine`` in-process (no alembic.ini, no network).
+
+    On PostgreSQL an advisory lock makes an API server and workers starting together take
+    turns instead of racing to create the same tables.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _PG_MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def init_db(settings: Settings) -> None:
+    """Bring the configured database to the current schema."""
+    engine = make_engine(settings.database_url or "")
+    try:
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
+
+
+class Store:
+    """Repository over one database: short transactions, detached results.
+
+    Parameters
+    ----------
+    engine
+        Where the tables live (already migrated, see :func:`get_store`).
+    lease_seconds
+        How long a claim or heartbeat keeps a job to its worker.
+    max_attempts
+        Claims after which a job whose workers keep dying is failed instead of re-run.
+    """
+
+    def __init__(self, engine: Engine, *, lease_seconds: int = 300, max_attempts: int = 3) -> None:
+        self.engine = engine
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
+
+    def _cas(self, statement: Any) -> bool:
+        """Run one conditional UPDATE; True if it changed the row (this caller won)."""
+        with self.session() as session:
+            result = session.execute(statement.execution_options(synchronize_session=False))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # ---- jobs ---------------------------------------------------------------------------
+
+    def create_job(self, job_type: str, params: dict[str, Any], *,
+                   dedupe_key: str | None = None) -> tuple[Job, bool]:
+        """Insert a queued job; with a ``dedupe_key`` already used, return that job instead.
+
+        Returns
+        -------
+        (job, created)
+            ``created`` is False when an existing job was returned.
+        """
+        job = Job(id=str(uuid.uuid4()), type=job_type, params=params, state="queued",
+                  attempts=0, progress=0.0, message="queued", artifacts=[],
+                  dedupe_key=dedupe_key, created=utcnow())
+        try:
+            with self.session() as session:
+                session.add(job)
+        except IntegrityError:
+            if dedupe_key is None:
+                raise
+            with self.session() as session:
+                existing = session.scalars(select(Job).where(Job.dedupe_key == dedupe_key)).one()
+            return existing, False
+        return job, True
+
+    def get_job(self, job_id: str) -> Job:
+        with self.session() as session:
+            job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def list_jobs(self, *, job_type: str | None = None, state: str | None = None,
+                  limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        """Newest first, with the total count matching the filters."""
+        conditions = []
+        if job_type:
+            conditions.append(Job.type == job_type)
+        if state:
+            conditions.append(Job.state == state)
+        with self.session() as session:
+            total = session.scalar(select(func.count()).select_from(Job).where(*conditions))
+            jobs = session.scalars(select(Job).where(*conditions)
+                                   .order_by(Job.created.desc(), Job.id)
+                                   .limit(limit).offset(offset)).all()
+        return list(jobs), int(total or 0)
+
+    def count_jobs_by_state(self) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+        return {state: int(count) for state, count in rows}
+
+    def _claimable(self, now: datetime) -> Any:
+        expired = and_(Job.state == "running", Job.lease_expires < now,
+                       Job.attempts < self.max_attempts)
+        return or_(Job.state == "queued", expired)
+
+    def claim_job(self, job_id: str, worker_id: str) -> bool:
+        """queued -> running, or take over a running job whose lease expired.
+
+        Every claim counts as an attempt.  Exactly one of several concurrent claimers
+        wins; the others get False and must not run the job.
+        """
+        now = utcnow()
+        return self._cas(
+            update(Job).where(Job.id == job_id, self._claimable(now)).values(
+                state="running", worker_id=worker_id, attempts=Job.attempts + 1,
+                lease_expires=now + self.lease, heartbeat=now, message="running",
+                started=func.coalesce(Job.started, now)))
+
+    def heartbeat(self, job_id: str, worker_id: str, *, progress: float | None = None,
+                  message: str | None = None) -> bool:
+        """Renew the lease (and report progress); False if the worker no longer holds it."""
+        now = utcnow()
+        values: dict[str, Any] = {"lease_expires": now + self.lease, "heartbeat": now}
+        if progress is not None:
+            values["progress"] = min(max(progress, 0.0), 1.0)
+        if message is not None:
+            values["message"] = message
+        return self._cas(update(Job).where(Job.id == job_id, Job.state == "running",
+                                           Job.worker_id == worker_id).values(**values))
+
+    def finish_job(self, job_id: str, worker_id: str, state: JobState, *, message: str = "",
+                   error: str | None = None, artifacts: list[str] | None = None,
+                   result_path: str | None = None) -> bool:
+        """running -> succeeded | failed, only by the worker holding the lease."""
+        if state not in ("succeeded", "failed"):
+            raise ValueError(f"a worker finishes a job as succeeded or failed, not {state}")
+        values: dict[str, Any] = {"state": state, "message": message, "error": error,
+                                  "finished": utcnow(), "lease_expires": None}
+        if state == "succeeded":
+            values.update(progress=1.0, artifacts=artifacts or [], result_path=result_path)
+        return self._cas(update(Job).where(Job.id == job_id, Job.state == "running",
+                                           Job.worker_id == worker_id).values(**values))
+
+    def cancel_job(self, job_id: str) -> bool:
+        """queued | running -> cancelled; False if the job had already finished."""
+        return self._cas(update(Job).where(Job.id == job_id,
+                                           Job.state.in_(("queued", "running"))).values(
+            state="cancelled", message="cancelled", finished=utcnow(), lease_expires=None))
+
+    def fail_lost_job(self, job_id: str) -> bool:
+        """Fail a running job whose lease expired after its last allowed attempt."""
+        now = utcnow()
+        return self._cas(update(Job).where(
+            Job.id == job_id, Job.state == "running", Job.lease_expires < now,
+            Job.attempts >= self.max_attempts).values(
+            state="failed", finished=now, lease_expires=None, message="failed",
+            error=f"the worker running this job was lost {self.max_attempts} times "
+                  "(killed, out of memory or past the time limit); not retried"))
+
+    def stale_jobs(self, *, queued_before: datetime) -> list[Job]:
+        """Jobs the reconciler must look at: old queued jobs and running ones out of lease."""
+        now = utcnow()
+        with self.session() as session:
+            return list(session.scalars(select(Job).where(or_(
+                and_(Job.state == "queued", Job.created < queued_before),
+                and_(Job.state == "running", Job.lease_expires < now))).order_by(Job.created)))
+
+    # ---- ensembles, models, alerts -----------------------------------------------------
+
+    def add_ensemble(self, spec: EnsembleSpec) -> Ensemble:
+        ensemble = Ensemble(name=spec.name, kind=spec.kind, configuration=spec.configuration,
+                            roots=list(spec.roots), meta=spec.metadata, created=utcnow())
+        try:
+            with self.session() as session:
+                session.add(ensemble)
+        except IntegrityError:
+            raise Conflict(f"an ensemble named {spec.name!r} is already registered") from None
+        return ensemble
+
+    def list_ensembles(self) -> list[Ensemble]:
+        with self.session() as session:
+            return list(session.scalars(select(Ensemble).order_by(Ensemble.name)))
+
+    def list_models(self) -> list[ModelVersion]:
+        with self.session() as session:
+            return list(session.scalars(select(ModelVersion).order_by(
+                ModelVersion.name, ModelVersion.version.desc())))
+
+    def list_alerts(self, *, limit: int = 100, offset: int = 0) -> list[Alert]:
+        with self.session() as session:
+            return list(session.scalars(select(Alert).order_by(Alert.id.desc())
+                                        .limit(limit).offset(offset)))
+
+    # ---- API tokens --------------------------------------------------------------------
+
+    def create_token(self, name: str) -> str:
+        """Store a new token's hash and return the token; it is never shown again."""
+        token = "esmw_" + secrets.token_urlsafe(32)
+        with self.session() as session:
+            session.add(ApiToken(name=name, token_hash=hash_token(token), created=utcnow()))
+        return token
+
+    def check_token(self, token: str) -> ApiToken | None:
+        """The token's record if ``token`` is valid (constant-time hash comparison)."""
+        digest = hash_token(token)
+        with self.session() as session:
+            record = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
+            if record is None or not hmac.compare_digest(record.token_hash, digest):
+                return None
+            record.last_used = utcnow()
+        return record
+
+
+_stores: dict[tuple[str, int, int], Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(settings: Settings) -> Store:
+    """The process's store for ``settings``, migrated to the current schema on first use.
+
+    A failed migration (database down) is not cached, so the next call tries again.
+    """
+    key = (settings.database_url or "", settings.lease_seconds, settings.max_attempts)
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            engine = make_engine(key[0])
+            try:
+                upgrade_schema(engine)
+            except Exception:
+                engine.dispose()
+                raise
+            store = _stores[key] = Store(engine, lease_seconds=settings.lease_seconds,
+                                         max_attempts=settings.max_attempts)
+        return store
