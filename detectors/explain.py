@@ -183,10 +183,7 @@ def _deep(model: TorchClassifier, background: np.ndarray, X: np.ndarray) -> Expl
     its ~1e-6 float32 additivity error into rounding noise; the inputs are standardised as in
     training (an affine map per feature leaves SHAP values unchanged).
     """
-    network = copy.deepcopy(model.network)
-    if network is None:
-        raise ConfigurationError(f"{model.architecture.name} model is not trained yet")
-    network = network.to(device="cpu", dtype=torch.float64).eval()
+    network = copy.deepcopy(model.require_network()).to(device="cpu", dtype=torch.float64).eval()
     reference = torch.as_tensor(model.standardise(background), dtype=torch.float64)
     x = torch.as_tensor(model.standardise(X), dtype=torch.float64)
     with cpu_threads(model.training.cpu_threads):

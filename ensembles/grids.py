@@ -15,6 +15,7 @@ import netCDF4
 import numpy as np
 
 from ensembles.errors import InputFileError
+from ensembles.ncread import read_values
 from ensembles.units import conversion
 
 EARTH_RADIUS_M = 6.37122e6  # CESM shr_const_rearth
@@ -63,7 +64,7 @@ class Grid:
 def _read(nc: netCDF4.Dataset, name: str, path: str) -> np.ndarray:
     if name not in nc.variables:
         raise InputFileError(path, f"grid variable {name!r} is missing")
-    return np.ma.filled(np.ma.asarray(nc.variables[name][:], dtype=float), np.nan)
+    return read_values(nc.variables[name])
 
 
 def _first_time(values: np.ndarray, var: netCDF4.Variable) -> np.ndarray:
@@ -79,7 +80,7 @@ def _optional(nc: netCDF4.Dataset, name: str) -> np.ndarray | None:
     if name not in nc.variables:
         return None
     var = nc.variables[name]
-    return _first_time(np.ma.filled(np.ma.asarray(var[:], dtype=float), np.nan), var)
+    return _first_time(read_values(var), var)
 
 
 def _pop(nc: netCDF4.Dataset, path: str, _: Any) -> Grid:

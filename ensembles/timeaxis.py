@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 
 import cftime
 import netCDF4
 import numpy as np
 
 from ensembles.errors import InputFileError
+from ensembles.ncread import read_values
 
 BOUNDS_NAMES = ("time_bnds", "time_bounds", "time_bound")
 MONTH_DAYS = (27.5, 31.5)  # a bounds width outside this is not a monthly mean
@@ -65,13 +67,13 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
     calendar = getattr(time, "calendar", "standard")
     if not units or "since" not in units:
         raise InputFileError(path, f"time has no CF units (got {units!r})")
-    raw = np.asarray(time[:], dtype=float)
-    if raw.size == 0:
+    n_times = time.shape[0]
+    if n_times == 0:
         raise InputFileError(path, "time axis is empty (file still being written?)")
     bounds = _bounds_variable(nc, time)
     notes: list[str] = []
     if bounds is not None:
-        bnds = np.asarray(bounds[:], dtype=float).reshape(raw.size, 2)
+        bnds = read_values(bounds).reshape(n_times, 2)
         width = bnds[:, 1] - bnds[:, 0]
         if np.any((width < MONTH_DAYS[0]) | (width > MONTH_DAYS[1])):
             raise InputFileError(
@@ -79,22 +81,51 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
                 f"time bounds span {width.min():g}-{width.max():g} days: not monthly means "
                 "(monthly features need monthly streams)",
             )
-        centres = bnds.mean(axis=1)
+        if np.isnan(bnds).any():
+            raise InputFileError(path, "time bounds hold missing values (file still being written?)")
+        months = _months_of(bnds.mean(axis=1), units, calendar, path)
     else:
-        centres = raw
-    try:
-        dates = cftime.num2date(centres, units, calendar, only_use_cftime_datetimes=True)
-    except (ValueError, TypeError) as err:
-        raise InputFileError(path, f"cannot decode time ({units}, {calendar}): {err}") from None
-    dates = np.atleast_1d(dates)
-    if bounds is None:
-        dates = np.array([_shift_end_stamp(d) for d in dates])
+        dates = _decode(read_values(time), units, calendar, path)
+        months = [month_key(_shift_end_stamp(d)) for d in dates]
         notes.append("no time bounds: month taken from the time stamp")
-    months = [month_key(d) for d in dates]
     indices = _last_of_each_month(months)
     if len(indices) != len(months) or np.any(np.diff(indices) < 0):
         notes.append("time not monotonic or repeated (restart overlap?): kept the last value per month")
     return FileTime([months[i] for i in indices], indices, calendar, notes)
+
+
+_NOLEAP = ("noleap", "365_day")
+_MONTH_START = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30])
+
+
+def _decode(values: np.ndarray, units: str, calendar: str, path: str) -> np.ndarray:
+    try:
+        dates = cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
+    except (ValueError, TypeError) as err:
+        raise InputFileError(path, f"cannot decode time ({units}, {calendar}): {err}") from None
+    return np.atleast_1d(dates)
+
+
+@cache
+def _noleap_origin(units: str) -> float | None:
+    """Days from 0000-01-01 to the units' reference date, for 'days since' on noleap."""
+    if not units.strip().startswith("days since"):
+        return None
+    ref = cftime.num2date(0.0, units, "noleap", only_use_cftime_datetimes=True)
+    seconds = ref.hour * 3600 + ref.minute * 60 + ref.second
+    return ref.year * 365 + _MONTH_START[ref.month - 1] + ref.day - 1 + seconds / 86400
+
+
+def _months_of(centres: np.ndarray, units: str, calendar: str, path: str) -> list[str]:
+    """Month keys of interval centres; plain arithmetic on the noleap calendar (the CESM
+    default, and the hot path of every scan), cftime for every other calendar."""
+    origin = _noleap_origin(units) if calendar in _NOLEAP else None
+    if origin is None:
+        return [month_key(d) for d in _decode(centres, units, calendar, path)]
+    days = origin + centres
+    years = np.floor(days / 365).astype(int)
+    months = np.searchsorted(_MONTH_START, days - years * 365, side="right")
+    return [f"{y:04d}-{m:02d}" for y, m in zip(years, months, strict=True)]
 
 
 def _shift_end_stamp(date: cftime.datetime) -> cftime.datetime:

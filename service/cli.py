@@ -22,6 +22,15 @@ app = typer.Typer(
 )
 log = logging.getLogger("esmwatch")
 
+from service.cli_ops import beat, ensemble_app, jobs_app, serve, token_app, worker  # noqa: E402
+
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(token_app, name="token")
+app.add_typer(ensemble_app, name="ensemble")
+app.command()(serve)
+app.command()(worker)
+app.command()(beat)
+
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False

@@ -20,8 +20,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from ensembles.errors import EsmwatchError
-from service.jobs import QUEUES, celery_config, queue_name, reconcile
-from service.settings import get_settings, validate_with_settings
+from service.settings import QUEUES, get_settings, validate_with_settings
 from service.store import EnsembleKind, EnsembleSpec, JobState, Store, get_store
 
 log = logging.getLogger(__name__)
@@ -86,6 +85,8 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_app.command("reconcile")
 def jobs_reconcile() -> None:
     """Dispatch again jobs whose message or worker was lost (beat does this with Celery)."""
+    from service.jobs import reconcile  # the job machinery (xarray, Celery) only when needed
+
     with _user_errors():
         report = reconcile(get_settings())
     typer.echo(f"dispatched {len(report.dispatched)}, failed {len(report.failed)}, "
@@ -154,12 +155,12 @@ def worker(
     """Run a Celery worker for the io and/or gpu queues (needs a broker)."""
     settings = get_settings()
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = sorted(set(names) - set(QUEUES))
-    if unknown or not names:
-        typer.secho(f"error: unknown queue(s) {unknown or queues!r}; use {', '.join(QUEUES)}",
+    chosen = [q for q in QUEUES if q in names]
+    if not names or len(chosen) != len(set(names)):
+        typer.secho(f"error: unknown queue(s) in {queues!r}; use {', '.join(QUEUES)}",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
-    _exec_celery("worker", "-Q", ",".join(queue_name(settings, q) for q in names),
+    _exec_celery("worker", "-Q", ",".join(settings.queue_name(q) for q in chosen),
                  f"--concurrency={concurrency}", f"--loglevel={loglevel}")
 
 
@@ -173,6 +174,8 @@ def _exec_celery(*args: str) -> NoReturn:
 
     Started as a command rather than imported, so the service layer does not import workers.
     """
+    from service.jobs import celery_config
+
     with _user_errors():
         celery_config(get_settings())  # a clear error now if no broker is configured
     command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]

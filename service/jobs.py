@@ -38,13 +38,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from ensembles import __version__
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
 from ensembles.features import build_features
-from service.settings import DataPath, Settings, get_settings, validate_with_settings
+from service.settings import (
+    QUEUES,
+    DataPath,
+    QueueName,
+    Settings,
+    get_settings,
+    validate_with_settings,
+)
 from service.store import JobState, NotFound, Store, get_store, utcnow
 
 log = logging.getLogger(__name__)
 
-QueueName = Literal["io", "gpu"]
-QUEUES: tuple[QueueName, ...] = ("io", "gpu")
 RUN_TASK = "esmwatch.run_job"
 RESULT_FILE = "result.json"
 TMP_MARK = ".tmp-"  # <job id>.tmp-<attempt>: an attempt still being written, never a result
@@ -201,14 +206,10 @@ def dispatch(job_id: str, kind: JobType[Any], settings: Settings, *, wait: bool 
         return
     try:
         _producer(settings).send_task(RUN_TASK, args=[job_id], task_id=job_id,
-                                      queue=queue_name(settings, kind.queue))
+                                      queue=settings.queue_name(kind.queue))
     except Exception as err:  # kombu raises several unrelated types for an unreachable broker
         log.warning("job %s stays queued, the broker did not take it (%s); the reconciler "
                     "will dispatch it again", job_id, err)
-
-
-def queue_name(settings: Settings, queue: str) -> str:
-    return settings.queue_prefix + queue
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.broker_url is None:
         raise ConfigurationError("no broker configured (set ESMWATCH_BROKER_URL); without one "
                                  "jobs run inside the API server or CLI process")
-    queues = [queue_name(settings, queue) for queue in QUEUES]
+    queues = [settings.queue_name(queue) for queue in QUEUES]
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,

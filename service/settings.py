@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -45,6 +45,8 @@ HARD_LIMIT_GRACE_S = 30  # between the soft time limit (clean failure) and the h
 VISIBILITY_MARGIN_S = 300  # the broker re-delivers only well after the hard kill
 
 Model = TypeVar("Model", bound=BaseModel)
+QueueName = Literal["io", "gpu"]
+QUEUES: tuple[QueueName, ...] = ("io", "gpu")  # io: reading archives; gpu: training
 
 
 class InvalidParameters(ConfigurationError):
@@ -169,6 +171,10 @@ class Settings(BaseSettings):
     def visibility_timeout_s(self) -> int:
         """Redis re-delivers an unacknowledged message only after the longest possible run."""
         return self.hard_time_limit_s + VISIBILITY_MARGIN_S
+
+    def queue_name(self, queue: QueueName) -> str:
+        """The broker queue of ``io`` or ``gpu`` work at this site."""
+        return self.queue_prefix + queue
 
     def job_results_dir(self, job_id: str) -> Path:
         """Where a finished job's artifacts live."""

@@ -87,12 +87,22 @@ def test_every_registry_feature_is_simulated(database: dict[str, physics.Simulat
         assert np.all(np.isfinite(values)), name
 
 
+@pytest.mark.parametrize("process", list(physics.PROCESSES))
+def test_driver_tables_match_the_registry(process: str) -> None:
+    """Each synthetic driver feature is a registry driver of the process that generates it."""
+    catalogue = registry_features()
+    for feature in physics.PROCESSES[process].features:
+        assert catalogue[feature.name].process == process, feature.name
+        assert catalogue[feature.name].role == "driver", feature.name
+        assert len(feature.clim) == len(feature.amp) == len(feature.own) == physics.MONTHS
+
+
 def test_convecting_climate_has_realistic_magnitudes(
         database: dict[str, physics.Simulation]) -> None:
     sim = database["greenland_runoff"]
     f, early = sim.features, slice(0, 5 * physics.MONTHS)
     salinity = _annual(f["so_upper_labsea"][:, early])
-    assert 34.5 < salinity.min() and salinity.max() < 34.9
+    assert salinity.min() > 34.5 and salinity.max() < 34.9
     assert np.all((_march(f["hmxl_labsea_interior"][:, early]) > 1000)
                   & (_march(f["hmxl_labsea_interior"][:, early]) < 2100))
     assert np.all(f["xmxl_labsea_interior"] >= f["hmxl_labsea_interior"])
@@ -125,7 +135,7 @@ def test_a_freeze_persists_shallow_icy_and_fresh(
         assert np.all(ice[member, after] > 0.6), member
         if onset + 4 <= YEARS:  # the freeze itself, before the ramp freshens further
             drop = salinity[member, :5].mean() - salinity[member, onset + 1 : onset + 4].mean()
-            assert 0.3 < drop < 0.8, (member, drop)
+            assert 0.2 < drop < 0.8, (member, drop)
 
 
 @pytest.mark.parametrize("scenario", [*PLANTED, "null"])

@@ -34,6 +34,7 @@ import xarray as xr
 
 from ensembles import __version__
 from ensembles.errors import ConfigurationError
+from ensembles.filenames import split_case
 from ensembles.registry import features as registry_features
 from ensembles.synth import physics
 from ensembles.synth.physics import MemberParameters, Simulation
@@ -206,16 +207,20 @@ def _pertlim(scenario: Scenario, members: int, years: int, seed: int) -> list[En
                          {"crossing_year": PERTLIM_CROSSING * years})]
 
 
+def _control_params(members: int, years: int, scenario: Scenario) -> MemberParameters:
+    """Pertlim members further from the tipping point, without a ramp: they rarely freeze."""
+    return _pertlim_params(members, years, scenario, ramp=False,
+                           background_fw_msv=CONTROL_BACKGROUND_FW_MSV)
+
+
 def _control(scenario: Scenario, members: int, years: int, seed: int) -> list[EnsemblePlan]:
-    params = _pertlim_params(members, years, scenario, ramp=False,
-                             background_fw_msv=CONTROL_BACKGROUND_FW_MSV)
+    params = _control_params(members, years, scenario)
     return [EnsemblePlan("members", "", "control", params, "control")]
 
 
 def _candidate(scenario: Scenario, members: int, years: int, seed: int) -> list[EnsemblePlan]:
     """A control-like reference and the same configuration with one parameter changed."""
-    reference = _pertlim_params(members, years, scenario, ramp=False,
-                                background_fw_msv=CONTROL_BACKGROUND_FW_MSV)
+    reference = _control_params(members, years, scenario)
     name, factor = CANDIDATE_CHANGE
     candidate = reference.with_values(**{name: getattr(reference, name) * factor})
     change = {"parameter": name, "reference": float(getattr(reference, name)[0]),
@@ -240,16 +245,14 @@ def plan_ensemble(kind: str, scenario: str | Scenario, members: int, years: int,
     if kind not in PLANNERS:
         raise ConfigurationError(f"unknown coupled ensemble kind {kind!r}; known: "
                                  f"{', '.join(PLANNERS)}")
-    scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
-    return PLANNERS[kind](scenario, members, years, seed)
+    return PLANNERS[kind](get_scenario(scenario), members, years, seed)
 
 
 def simulate_plan(plan: EnsemblePlan, scenario: str | Scenario, years: int, seed: int = 0
                   ) -> Simulation:
     """Run the physics for one planned ensemble (no files)."""
-    scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
     rngs = member_generators(seed, plan.stream, plan.params.n_members)
-    return physics.simulate(scenario, plan.params, years * physics.MONTHS, rngs)
+    return physics.simulate(get_scenario(scenario), plan.params, years * physics.MONTHS, rngs)
 
 
 def simulate_ensemble(kind: str, scenario: str | Scenario = "greenland_runoff", members: int = 8,
@@ -342,7 +345,7 @@ def _members_truth(plan: EnsemblePlan, sim: Simulation, cases: Sequence[str]
         onset = int(sim.onset_index[i])
         records.append({
             "case": case,
-            "member": case.rsplit(".", 1)[-1],
+            "member": split_case(case)[1],
             "ensemble": plan.role,
             "pertlim": float(plan.params.initial_s_perturbation[i]),
             "parameters": plan.params.record(i),
@@ -383,21 +386,24 @@ def _write_coupled(kind: str, scenario: Scenario, members: int, years: int,
         truth.update(ensembles["members"])
     else:
         truth["ensembles"] = ensembles
-        truth["reference"] = "reference"
     return truth
 
 
 def _budget_truth(scenario: Scenario) -> dict[str, object]:
     """What enters the interior salinity, for validation of budget views."""
-    reaching = ([f.name for f in physics.PROCESSES[scenario.main_driver].features if f.fw_weight]
-                if scenario.main_driver else [])
-    return {"interior_terms": reaching,
-            "interior_drift": scenario.main_driver is None,
-            "feedback_terms": ["fsitherm_labsea (local growth/melt)"],
-            "units": "mSv",
-            "note": "only the listed terms' anomalies (times driver_gain) reach the interior; "
-                    "the other Lab Sea budget terms vary but are exported by the boundary "
-                    "current"}
+    features = physics.PROCESSES[scenario.main_driver].features if scenario.main_driver else ()
+    return {
+        "units": "mSv",
+        "interior_terms": [{"feature": f.name, "weight": f.fw_weight, "lag_months": f.fw_lag,
+                            "times": "driver_gain"} for f in features if f.fw_weight],
+        "interior_drift": (None if scenario.main_driver else
+                           "driver_trend_msv_per_decade: unobserved interior freshwater drift"),
+        "feedback_terms": ["local sea-ice growth (brine) and melt, part of fsitherm_labsea"],
+        "note": "only the interior terms' anomalies reach the convection site; the other Lab "
+                "Sea budget terms vary but are exported by the boundary current. Evaporation "
+                "features are the atmosphere's demand and are not reduced by sea ice (lhflx "
+                "is), so that no driver responds to the collapse.",
+    }
 
 
 # --- perturbed-parameter ensembles --------------------------------------------------------
@@ -460,23 +466,27 @@ def _ppe_series(setup: str, design: list[PpeMember], years: int, seed: int
     one data-atmosphere forcing, so they differ only by the parameters and a small replicate
     noise. Both get :func:`physics.land_response` to the parameters.
     """
-    n = len(design)
     n_months = years * physics.MONTHS
     null = get_scenario("null")
-    params = MemberParameters.nominal(n, background_fw_msv=CONTROL_BACKGROUND_FW_MSV)
     if setup == "coupled":
-        sim = physics.simulate(null, params, n_months, member_generators(seed, "ppe-coupled", n))
-        series = dict(sim.features)
+        params = MemberParameters.nominal(len(design),
+                                          background_fw_msv=CONTROL_BACKGROUND_FW_MSV)
+        rngs = member_generators(seed, "ppe-coupled", len(design))
+        series = dict(physics.simulate(null, params, n_months, rngs).features)
     else:
-        forcing = physics.draw_noise([np.random.default_rng([seed, _stream("ppe-forcing")])],
-                                     1, n_months)
+        forcing = physics.draw_noise([np.random.default_rng([seed, _stream("ppe-forcing")])], 1,
+                                     n_months)
         shared = physics.make_drivers(null, MemberParameters.nominal(1), forcing)
-        replicate = physics.draw_noise(member_generators(seed, "ppe-offline", n), n, n_months)
-        series = {name: shared[name] + physics.OFFLINE_REPLICATE_NOISE * np.asarray(
-            physics.driver_feature(name)[1].own)[physics.month_of(n_months)]
-            * replicate.own[name] for name in _component_features(("lnd",))}
-    for name, response in physics.land_response(
-            PPE_PARAMETERS, [m.values for m in design], setup, n_months).items():
+        names = _component_features(("lnd",))
+        white = np.stack([g.standard_normal((len(names), n_months))
+                          for g in member_generators(seed, "ppe-offline", len(design))], axis=1)
+        months = physics.month_of(n_months)
+        series = {name: shared[name] + physics.OFFLINE_REPLICATE_NOISE
+                  * np.asarray(physics.driver_feature(name)[1].own)[months] * white[k]
+                  for k, name in enumerate(names)}
+    responses = physics.land_response(PPE_PARAMETERS, [m.values for m in design], setup,
+                                      n_months)
+    for name, response in responses.items():
         series[name] = series[name] + response
     return series
 

@@ -24,7 +24,8 @@ The model, per member, monthly, vectorised over members:
   deep water. A fresh cap stays shallow, cools to freezing, grows ice, and ice cuts the heat loss:
   the positive feedback that makes the collapsed state persist.
 * **Diagnostics** (:func:`diagnose`): state and feedback features in canonical units, consistent
-  with the column (ice melt and heat fluxes respond to the collapse).
+  with the column: ice melt and heat fluxes respond to the collapse, driver features never do,
+  so that in the ``null`` scenario no driver carries information.
 
 Everything random is drawn up front into :class:`Noise`, in a fixed order per member from that
 member's own generator, so results are byte-identical for a seed, a member's series do not
@@ -188,6 +189,7 @@ class MemberParameters:
         return len(self.driver_gain)
 
     def names(self) -> list[str]:
+        """Parameter names, in truth.json order."""
         return [f.name for f in fields(self)]
 
     def with_values(self, **values: float | np.ndarray) -> MemberParameters:
@@ -223,7 +225,7 @@ class DriverFeature:
     loading
         Sign (and strength) with which the latent enters: storms lower ``psl``.
     lag
-        Months by which the feature follows the latent (river transit, import then melt).
+        Months by which the feature follows the latent (river transit to the shelf).
     fw_weight
         mSv of interior freshwater per unit anomaly when the process is coupled; the sum over a
         process's features is its freshwater channel.
@@ -248,6 +250,7 @@ class DriverFeature:
     bounds: tuple[float, float] = (-np.inf, np.inf)
 
     def climatology(self) -> np.ndarray:
+        """The 12 monthly climatological values as an array."""
         return _months(self.clim)
 
 
@@ -470,8 +473,8 @@ def ar1(white: np.ndarray, phi: float) -> np.ndarray:
     return out
 
 
-def member_generators(rng: np.random.Generator | Sequence[np.random.Generator],
-                      n_members: int) -> list[np.random.Generator]:
+def per_member(rng: np.random.Generator | Sequence[np.random.Generator], n_members: int
+               ) -> list[np.random.Generator]:
     """One generator per member: given as a sequence, or spawned from a single generator."""
     if isinstance(rng, np.random.Generator):
         return list(rng.spawn(n_members))
@@ -484,7 +487,7 @@ def member_generators(rng: np.random.Generator | Sequence[np.random.Generator],
 def draw_noise(rng: np.random.Generator | Sequence[np.random.Generator], n_members: int,
                n_months: int) -> Noise:
     """Draw every random number, member by member in a fixed order (see module docstring)."""
-    generators = member_generators(rng, n_members)
+    generators = per_member(rng, n_members)
     n_streams = 2 * len(PROCESSES) + sum(len(p.features) for p in PROCESSES.values())
     n_streams += 2 + len(DIAGNOSTIC_NOISE)
     white = np.stack([g.standard_normal((n_streams, n_months)) for g in generators], axis=1)
@@ -507,8 +510,9 @@ def month_of(n_months: int) -> np.ndarray:
     return np.arange(n_months) % MONTHS
 
 
-def years_elapsed(n_months: int) -> np.ndarray:
-    return np.arange(n_months) / MONTHS
+def ramp(params: MemberParameters, n_months: int) -> np.ndarray:
+    """Each member's planted trend (mSv) at each month: zero at the start, linear in time."""
+    return params.driver_trend_msv_per_decade[:, None] * (np.arange(n_months) / MONTHS / 10.0)
 
 
 def _shift(series: np.ndarray, lag: int) -> np.ndarray:
@@ -534,8 +538,7 @@ def latents(scenario: Scenario, params: MemberParameters, noise: Noise
         own[name] = np.sqrt(1.0 - w * w) * noise.fast[name] + w * noise.slow[name]
     if scenario.main_driver is not None:
         process = PROCESSES[scenario.main_driver]
-        ramp_msv = params.driver_trend_msv_per_decade[:, None] * years_elapsed(n_months) / 10.0
-        own[process.name] = own[process.name] + ramp_msv / process.fw_per_unit
+        own[process.name] = own[process.name] + ramp(params, n_months) / process.fw_per_unit
     general = dict(own)
     decoy = scenario.covarying_decoy
     if decoy is not None and scenario.main_driver is not None:
@@ -578,13 +581,10 @@ def interior_freshwater(scenario: Scenario, params: MemberParameters,
     internal noise + the unobserved drift of the ``null`` scenario.
     """
     n_months = noise.internal_fw.shape[1]
-    months = month_of(n_months)
-    shape = np.asarray(BACKGROUND_SHAPE) / np.mean(BACKGROUND_SHAPE)
-    total = params.background_fw_msv[:, None] * shape[months]
-    total = total + scenario.internal_noise_msv * noise.internal_fw
+    total = (climatological_freshwater(params, n_months)
+             + scenario.internal_noise_msv * noise.internal_fw)
     if scenario.main_driver is None:
-        total = total + (params.driver_trend_msv_per_decade[:, None]
-                         * years_elapsed(n_months) / 10.0)
+        total = total + ramp(params, n_months)
     for name, process in PROCESSES.items():
         coupling = scenario.coupling(name)
         if coupling:
@@ -594,7 +594,7 @@ def interior_freshwater(scenario: Scenario, params: MemberParameters,
 
 
 # --- the convection column ---------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class ColumnState:
     """The column's prognostic state at the start of a month, each ``(members,)``."""
 
@@ -603,9 +603,6 @@ class ColumnState:
     ice_volume: np.ndarray  # m of ice per m2 of the box
     buoyancy_loss: np.ndarray  # W m-2 month, accumulated since October
     march_mld: np.ndarray
-
-    def copy(self) -> ColumnState:
-        return ColumnState(*(np.array(getattr(self, f.name)) for f in fields(self)))
 
 
 @dataclass(frozen=True)
@@ -628,13 +625,13 @@ def _ice_fraction(volume: np.ndarray) -> np.ndarray:
     return 1.0 - np.exp(-volume / COLUMN.ice_closing_m)
 
 
-def _mixed_layer(state: ColumnState, month: int, params: MemberParameters
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _mixed_layer(state: ColumnState, buoyancy_loss: np.ndarray, month: int,
+                 params: MemberParameters) -> tuple[np.ndarray, np.ndarray]:
     """Mixed-layer depth and whether convection (not the seasonal base) set it."""
     base = np.full_like(state.salinity, SEASONAL_MLD[month])
     if month in CONVECTIVE_MONTHS:
         contrast = np.maximum(params.s_deep - state.salinity, 0.0)
-        excess = np.maximum(state.buoyancy_loss - COLUMN.stratification_gamma * contrast, 0.0)
+        excess = np.maximum(buoyancy_loss - COLUMN.stratification_gamma * contrast, 0.0)
         deep = COLUMN.max_mld_m * (1.0 - np.exp(-excess / COLUMN.buoyancy_scale))
     elif month == APRIL:
         deep = 0.4 * state.march_mld  # restratification after the convective season
@@ -679,14 +676,11 @@ def _step(state: ColumnState, month: int, freshwater: np.ndarray, air: np.ndarra
     ice and salt are stepped in :data:`SUBSTEPS` parts so that new ice insulates the ocean
     within the month instead of letting a whole month of open-water loss turn into ice.
     """
-    if month == SEASON_START:
-        state.buoyancy_loss = np.zeros_like(state.buoyancy_loss)
+    buoyancy = np.zeros_like(state.salinity) if month == SEASON_START else state.buoyancy_loss
     if month in CONVECTIVE_MONTHS or month == SEASON_START:
         loss, _ = _heat_loss(state.temperature, state.ice_volume, month, air, params)
-        state.buoyancy_loss = state.buoyancy_loss + np.maximum(loss, 0.0)
-    mld, convective = _mixed_layer(state, month, params)
-    if month == MARCH:
-        state.march_mld = mld
+        buoyancy = buoyancy + np.maximum(loss, 0.0)
+    mld, convective = _mixed_layer(state, buoyancy, month, params)
     entrain = params.mixing_efficiency * np.maximum(1.0 - UPPER_M / mld, 0.0)
     depth = np.maximum(mld, HEAT_DEPTH_M)
     temperature, ice, salinity = state.temperature, state.ice_volume, state.salinity
@@ -700,7 +694,8 @@ def _step(state: ColumnState, month: int, freshwater: np.ndarray, air: np.ndarra
         for key, value in (("heat_loss", loss), ("turbulent_loss", turbulent),
                            ("ice_freshwater", ice_fw)):
             totals[key] = totals[key] + part * value
-    new = ColumnState(salinity, temperature, ice, state.buoyancy_loss, state.march_mld)
+    new = ColumnState(salinity, temperature, ice, buoyancy,
+                      mld if month == MARCH else state.march_mld)
     out = {"salinity": salinity, "temperature": temperature, "ice_volume": ice,
            "ice_fraction": _ice_fraction(ice), "mld": mld, "convective": convective, **totals}
     return new, out
@@ -721,7 +716,7 @@ def run_column(freshwater: np.ndarray, air_anomaly: np.ndarray, params: MemberPa
     initial
         State at the start of the first January (see :func:`spin_up`).
     """
-    state = initial.copy()
+    state = initial
     n_months = freshwater.shape[1]
     records: dict[str, list[np.ndarray]] = {}
     for t in range(n_months):
@@ -778,9 +773,8 @@ def spin_up(params: MemberParameters, years: int = SPIN_UP_YEARS) -> ColumnState
     n_months = years * MONTHS
     run = run_column(climatological_freshwater(params, n_months), np.zeros((n, n_months)),
                      params, start)
-    final = run.final
-    final.salinity = final.salinity * (1.0 + params.initial_s_perturbation)
-    return final
+    return replace(run.final,
+                   salinity=run.final.salinity * (1.0 + params.initial_s_perturbation))
 
 
 def critical_freshwater(params: MemberParameters, shape: np.ndarray | None = None, *,
@@ -848,7 +842,8 @@ def diagnose(run: ColumnRun, drivers: Mapping[str, np.ndarray], noise: Noise
 
     The regional (``labsea``) means add the shelf to the interior column: shelf water is
     fresher, shelf ice comes from import. Feedbacks respond to the collapse: local ice growth
-    and melt dominate ``fsitherm``/``fresh``, ice suppresses evaporation and the heat fluxes.
+    and melt dominate ``fsitherm``/``fresh`` and ice suppresses the heat fluxes, latent heat
+    included (evaporation, a driver, stays the atmosphere's demand).
     """
     months = month_of(run.salinity.shape[1])
     eps = noise.diagnostic
@@ -978,6 +973,13 @@ PPE_SEASON = (0.05, 0.05, 0.05, 0.2, 0.5, 1.0, 1.0, 1.0, 0.5, 0.2, 0.05, 0.05)
 """Seasonal shape of a land parameter's response: full in JJA, so JJA means show the effect."""
 OFFLINE_REPLICATE_NOISE = 0.1
 """Offline replicates share their forcing; they differ by this fraction of feature noise."""
+LAND_TARGETS: Mapping[str, float] = MappingProxyType({
+    "eflx_lh_tot_north_america_ne": 1.0,  # W m-2 per W m-2 of latent heat effect
+    "fsh_north_america_ne": -0.7,  # W m-2: energy that no longer leaves as latent heat
+    "qrunoff_north_america_ne": -0.8,  # mSv: 1 W m-2 of ET over the region is ~1 mSv of water
+    "tsa_greenland": -0.03,  # K: a weak downstream signal in the 2 m temperature
+})
+"""Response of each land feature per W m-2 of a parameter's latent-heat effect."""
 
 
 def land_response(parameters: Sequence[LandParameter], values: Sequence[Mapping[str, float]],
@@ -986,15 +988,13 @@ def land_response(parameters: Sequence[LandParameter], values: Sequence[Mapping[
 
     Linear in each parameter: ``effect * (value - default) / (max - min)``, so the response at
     the maximum minus that at the minimum is exactly the parameter's effect in ``setup``
-    (``offline`` or ``coupled``), scaled per target by :data:`scenarios.LAND_TARGETS`.
+    (``offline`` or ``coupled``), scaled per target by :data:`LAND_TARGETS`.
 
     Returns
     -------
     dict
         Target feature -> ``(members, months)`` anomaly to add, canonical units.
     """
-    from ensembles.synth.scenarios import LAND_TARGETS
-
     latent = np.zeros(len(values))
     for p in parameters:
         position = np.array([(v[p.name] - p.default) / (p.high - p.low) for v in values])

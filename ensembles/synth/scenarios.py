@@ -4,6 +4,9 @@ A scenario names the one process whose anomaly reaches the convection site (the 
 the decoy that co-varies with it, and how noisy the interior itself is. Everything else in the
 model is shared, so scenarios differ only in these few fields and adding one is one entry in
 :data:`SCENARIOS`, never a new branch in the physics.
+
+The perturbed-parameter ensembles' planted truth lives here too: :data:`PPE_PARAMETERS`, one
+CLM parameter per sensitivity class, with its offline and coupled effect.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 from ensembles.errors import ConfigurationError
 from ensembles.registry import processes
-from ensembles.synth.physics import PROCESSES
+from ensembles.synth.physics import LAND_TARGETS, PROCESSES
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 """Every scenario by name."""
 
 
-def get_scenario(name: str) -> Scenario:
-    """A scenario by name, with the known names in the error."""
+def get_scenario(name: str | Scenario) -> Scenario:
+    """A scenario by name (a :class:`Scenario` is returned as is), known names in the error."""
+    if isinstance(name, Scenario):
+        return name
     try:
         return SCENARIOS[name]
     except KeyError:
@@ -156,15 +161,6 @@ def get_scenario(name: str) -> Scenario:
 
 
 # --- perturbed-parameter ensembles -------------------------------------------------------
-LAND_TARGETS: dict[str, float] = {
-    "eflx_lh_tot_north_america_ne": 1.0,  # W m-2 per W m-2 of latent heat effect
-    "fsh_north_america_ne": -0.7,  # W m-2: energy that no longer leaves as latent heat
-    "qrunoff_north_america_ne": -0.8,  # mSv: 1 W m-2 of ET over the region is ~1 mSv of water
-    "tsa_greenland": -0.03,  # K: a weak downstream signal in the 2 m temperature
-}
-"""Response of each land feature per W m-2 of the parameter's latent-heat effect."""
-
-
 @dataclass(frozen=True)
 class LandParameter:
     """A CLM parameter of the perturbed-parameter ensembles and its planted effect.
@@ -200,6 +196,7 @@ class LandParameter:
                                      f"{self.verdict!r}")
 
     def effect(self, setup: str) -> float:
+        """The planted effect (W m-2 of JJA latent heat) in ``offline`` or ``coupled`` runs."""
         return self.coupled_effect if setup == "coupled" else self.offline_effect
 
     @property

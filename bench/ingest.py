@@ -1,0 +1,184 @@
+"""Ingestion benchmark: synthetic ensemble -> features, against two baselines in the same run.
+
+(a) naive: ``xarray.open_mfdataset`` of each member's files per component, then the same
+    masked, area-weighted reductions over the full arrays (what a notebook would do);
+(b) raw: ``netCDF4`` opening each file once and reading exactly the hyperslabs esmwatch
+    needs, with no reduction, no time decoding and no bookkeeping (a lower bound);
+(c) esmwatch ``build_features`` from a cold cache, single process (compare with b) and
+    with every core (the real configuration);
+(d) a rescan after one more year of files arrives, warm cache (compare with c).
+
+Usage::
+
+    python bench/ingest.py --members 50 --years 10 --data /tmp/esmwatch-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+from ensembles.extract import GridPlan
+from ensembles.features import build_features
+from ensembles.filenames import discover
+from ensembles.grids import read_grid
+from ensembles.synth.ensemble import synthesize
+
+
+def _timed(label: str, func, *args, **kwargs):
+    start = time.perf_counter()
+    out = func(*args, **kwargs)
+    seconds = time.perf_counter() - start
+    print(f"{label:<48s} {seconds:9.2f} s", flush=True)
+    return out, seconds
+
+
+def _prepare(data: Path, members: int, years: int, flavour: str) -> Path:
+    """Write the ensemble once; move its last year aside to play 'new files arrive'."""
+    held = data / "held-back"
+    if not (data / "ensemble").exists():
+        synthesize(data / "ensemble", kind="freeze-database", members=members, years=years,
+                   flavour=flavour, size="default", progress=True)
+    held.mkdir(parents=True, exist_ok=True)
+    for path in (data / "ensemble").rglob(f"*.{years:04d}-*.nc"):
+        target = held / path.relative_to(data / "ensemble")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    return held
+
+
+def _restore(data: Path, held: Path) -> int:
+    moved = 0
+    for path in held.rglob("*.nc"):
+        target = data / "ensemble" / path.relative_to(held)
+        path.rename(target)
+        moved += 1
+    return moved
+
+
+def _plans(files) -> dict[tuple[str, str], tuple[GridPlan, str | None]]:
+    """One grid plan per (case, model), built the way esmwatch builds it."""
+    statics = {f.case: str(f.path) for f in files if f.layout == "static"}
+    plans = {}
+    for f in files:
+        key = (f.case, f.model)
+        if key in plans or f.layout == "static" or f.model not in ("pop", "mom6", "cice", "cam",
+                                                                    "clm2"):
+            continue
+        static = netCDF4.Dataset(statics[f.case]) if f.model == "mom6" else None
+        with netCDF4.Dataset(f.path) as nc:
+            plans[key] = (GridPlan(read_grid(f.model, nc, str(f.path), static)), statics.get(f.case))
+    return plans
+
+
+def raw_read(files, plans) -> int:
+    """(b) open each file once and read only the hyperslabs esmwatch needs."""
+    n = 0
+    for f in files:
+        plan = plans.get((f.case, f.model))
+        if plan is None or f.layout == "static":
+            continue
+        grid_plan = plan[0]
+        with netCDF4.Dataset(f.path) as nc:
+            nc.set_auto_mask(False)  # the fastest raw read: no masked arrays
+            nc["time"][:]
+            for vplan in grid_plan.variables.values():
+                for option in vplan.variable.source_options(f.model):
+                    if all(v in nc.variables for v in option):
+                        for v in option:
+                            var = nc.variables[v]
+                            levels = (slice(0, 4),) if var.ndim == 4 else ()
+                            n += var[(slice(None), *levels, *vplan.box)].size
+                        break
+    return n
+
+
+def naive(files, plans) -> int:
+    """(a) open_mfdataset per member and component + masked weighted means on full arrays."""
+    groups = defaultdict(list)
+    for f in files:
+        if f.layout != "static" and (f.case, f.model) in plans:
+            groups[(f.case, f.model)].append(f.path)
+    n = 0
+    for (_case, model), paths in groups.items():
+        grid_plan = plans[(_case, model)][0]
+        ds = xr.open_mfdataset(sorted(paths), engine="netcdf4", combine="nested",
+                               concat_dim="time", data_vars="minimal", coords="minimal",
+                               compat="override", decode_times=False)
+        for vplan in grid_plan.variables.values():
+            name = next((o[0] for o in vplan.variable.source_options(model) if o[0] in ds), None)
+            if name is None:
+                continue
+            da = ds[name]
+            if da.ndim == 4:
+                da = da.isel({da.dims[1]: slice(0, 4)}).mean(da.dims[1])
+            for sel in vplan.selections:
+                weights = np.zeros(grid_plan.grid.shape)
+                weights[sel.box] = sel.weights
+                w = xr.DataArray(weights, dims=da.dims[1:])
+                value = (da.fillna(0) * w).sum(da.dims[1:]) / w.sum()
+                n += int(value.compute().size)
+        ds.close()
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=50)
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--flavour", default="cesm3")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/esmwatch-bench"))
+    parser.add_argument("--baseline-members", type=int, default=3,
+                        help="members timed for (a) and (b); rates are per member")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    held = _prepare(args.data, args.members, args.years, args.flavour)
+    files, _ = discover([args.data / "ensemble"])
+    cases = sorted({f.case for f in files})
+    subset_cases = set(cases[: args.baseline_members])
+    subset = [f for f in files if f.case in subset_cases]
+    n_files = sum(f.layout != "static" for f in files)
+    n_subset = sum(f.layout != "static" for f in subset)
+    print(f"{len(cases)} members, {n_files} files ({n_subset} in the baseline subset of "
+          f"{len(subset_cases)} members), {args.years - 1} years before the new one")
+
+    plans = _plans(subset)
+    _, t_naive = _timed("(a) naive open_mfdataset + masked mean, subset", naive, subset, plans)
+    _, t_raw = _timed("(b) raw netCDF4 hyperslab reads, subset", raw_read, subset, plans)
+    sub_roots = [args.data / "ensemble" / case for case in sorted(subset_cases)]
+    _, t_ours_1 = _timed("(c1) esmwatch, 1 process, cold, subset", build_features, sub_roots,
+                         scheduler="synchronous")
+    cache = args.data / "cache"
+    if cache.exists():
+        shutil.rmtree(cache)
+    full, t_full = _timed(f"(c) esmwatch, {args.workers} processes, cold, all members",
+                          build_features, [args.data / "ensemble"], cache_dir=cache,
+                          n_workers=args.workers, scheduler="processes")
+    moved = _restore(args.data, held)
+    again, t_rescan = _timed(f"(d) rescan after one more year ({moved} new files)",
+                             build_features, [args.data / "ensemble"], cache_dir=cache,
+                             n_workers=args.workers, scheduler="processes")
+    print()
+    print(f"files read: full {full.files_read}, rescan {again.files_read} "
+          f"(cached {again.files_cached})")
+    print(f"per-file times: naive {1e3 * t_naive / n_subset:.2f} ms, raw {1e3 * t_raw / n_subset:.2f}"
+          f" ms, esmwatch 1 proc {1e3 * t_ours_1 / n_subset:.2f} ms, esmwatch {args.workers} procs "
+          f"{1e3 * t_full / n_files:.2f} ms")
+    print(f"esmwatch (1 process) / raw netCDF4 reads      = {t_ours_1 / t_raw:.2f}  (target <= 1.5)")
+    print(f"naive open_mfdataset / esmwatch (1 process)   = {t_naive / t_ours_1:.1f}x (target >= 5)")
+    print(f"naive / esmwatch ({args.workers} processes), per file     = "
+          f"{(t_naive / n_subset) / (t_full / n_files):.1f}x")
+    print(f"rescan / full scan                            = {t_rescan / t_full:.3f} (target <= 0.10)")
+
+
+if __name__ == "__main__":
+    main()
