@@ -44,8 +44,15 @@ def _prepare(data: Path, members: int, years: int, flavour: str) -> Path:
     """Write the ensemble once; move its last year aside to play 'new files arrive'."""
     held = data / "held-back"
     if not (data / "ensemble").exists():
-        synthesize(data / "ensemble", kind="freeze-database", members=members, years=years,
-                   flavour=flavour, size="default", progress=True)
+        synthesize(
+            data / "ensemble",
+            kind="freeze-database",
+            members=members,
+            years=years,
+            flavour=flavour,
+            size="default",
+            progress=True,
+        )
     held.mkdir(parents=True, exist_ok=True)
     for path in (data / "ensemble").rglob(f"*.{years:04d}-*.nc"):
         target = held / path.relative_to(data / "ensemble")
@@ -69,12 +76,18 @@ def _plans(files) -> dict[tuple[str, str], tuple[GridPlan, str | None]]:
     plans = {}
     for f in files:
         key = (f.case, f.model)
-        if key in plans or f.layout == "static" or f.model not in ("pop", "mom6", "cice", "cam",
-                                                                    "clm2"):
+        if (
+            key in plans
+            or f.layout == "static"
+            or f.model not in ("pop", "mom6", "cice", "cam", "clm2")
+        ):
             continue
         static = netCDF4.Dataset(statics[f.case]) if f.model == "mom6" else None
         with netCDF4.Dataset(f.path) as nc:
-            plans[key] = (GridPlan(read_grid(f.model, nc, str(f.path), static)), statics.get(f.case))
+            plans[key] = (
+                GridPlan(read_grid(f.model, nc, str(f.path), static)),
+                statics.get(f.case),
+            )
     return plans
 
 
@@ -109,9 +122,16 @@ def naive(files, plans) -> int:
     n = 0
     for (_case, model), paths in groups.items():
         grid_plan = plans[(_case, model)][0]
-        ds = xr.open_mfdataset(sorted(paths), engine="netcdf4", combine="nested",
-                               concat_dim="time", data_vars="minimal", coords="minimal",
-                               compat="override", decode_times=False)
+        ds = xr.open_mfdataset(
+            sorted(paths),
+            engine="netcdf4",
+            combine="nested",
+            concat_dim="time",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            decode_times=False,
+        )
         for vplan in grid_plan.variables.values():
             name = next((o[0] for o in vplan.variable.source_options(model) if o[0] in ds), None)
             if name is None:
@@ -130,14 +150,19 @@ def naive(files, plans) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--years", type=int, default=10)
     parser.add_argument("--flavour", default="cesm3")
     parser.add_argument("--data", type=Path, default=Path("/tmp/esmwatch-bench"))
-    parser.add_argument("--baseline-members", type=int, default=3,
-                        help="members timed for (a) and (b); rates are per member")
+    parser.add_argument(
+        "--baseline-members",
+        type=int,
+        default=3,
+        help="members timed for (a) and (b); rates are per member",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
@@ -148,36 +173,61 @@ def main() -> None:
     subset = [f for f in files if f.case in subset_cases]
     n_files = sum(f.layout != "static" for f in files)
     n_subset = sum(f.layout != "static" for f in subset)
-    print(f"{len(cases)} members, {n_files} files ({n_subset} in the baseline subset of "
-          f"{len(subset_cases)} members), {args.years - 1} years before the new one")
+    print(
+        f"{len(cases)} members, {n_files} files ({n_subset} in the baseline subset of "
+        f"{len(subset_cases)} members), {args.years - 1} years before the new one"
+    )
 
     plans = _plans(subset)
     _, t_naive = _timed("(a) naive open_mfdataset + masked mean, subset", naive, subset, plans)
     _, t_raw = _timed("(b) raw netCDF4 hyperslab reads, subset", raw_read, subset, plans)
     sub_roots = [args.data / "ensemble" / case for case in sorted(subset_cases)]
-    _, t_ours_1 = _timed("(c1) esmwatch, 1 process, cold, subset", build_features, sub_roots,
-                         scheduler="synchronous")
+    _, t_ours_1 = _timed(
+        "(c1) esmwatch, 1 process, cold, subset", build_features, sub_roots, scheduler="synchronous"
+    )
     cache = args.data / "cache"
     if cache.exists():
         shutil.rmtree(cache)
-    full, t_full = _timed(f"(c) esmwatch, {args.workers} processes, cold, all members",
-                          build_features, [args.data / "ensemble"], cache_dir=cache,
-                          n_workers=args.workers, scheduler="processes")
+    full, t_full = _timed(
+        f"(c) esmwatch, {args.workers} processes, cold, all members",
+        build_features,
+        [args.data / "ensemble"],
+        cache_dir=cache,
+        n_workers=args.workers,
+        scheduler="processes",
+    )
     moved = _restore(args.data, held)
-    again, t_rescan = _timed(f"(d) rescan after one more year ({moved} new files)",
-                             build_features, [args.data / "ensemble"], cache_dir=cache,
-                             n_workers=args.workers, scheduler="processes")
+    again, t_rescan = _timed(
+        f"(d) rescan after one more year ({moved} new files)",
+        build_features,
+        [args.data / "ensemble"],
+        cache_dir=cache,
+        n_workers=args.workers,
+        scheduler="processes",
+    )
     print()
-    print(f"files read: full {full.files_read}, rescan {again.files_read} "
-          f"(cached {again.files_cached})")
-    print(f"per-file times: naive {1e3 * t_naive / n_subset:.2f} ms, raw {1e3 * t_raw / n_subset:.2f}"
-          f" ms, esmwatch 1 proc {1e3 * t_ours_1 / n_subset:.2f} ms, esmwatch {args.workers} procs "
-          f"{1e3 * t_full / n_files:.2f} ms")
-    print(f"esmwatch (1 process) / raw netCDF4 reads      = {t_ours_1 / t_raw:.2f}  (target <= 1.5)")
-    print(f"naive open_mfdataset / esmwatch (1 process)   = {t_naive / t_ours_1:.1f}x (target >= 5)")
-    print(f"naive / esmwatch ({args.workers} processes), per file     = "
-          f"{(t_naive / n_subset) / (t_full / n_files):.1f}x")
-    print(f"rescan / full scan                            = {t_rescan / t_full:.3f} (target <= 0.10)")
+    print(
+        f"files read: full {full.files_read}, rescan {again.files_read} "
+        f"(cached {again.files_cached})"
+    )
+    print(
+        f"per-file times: naive {1e3 * t_naive / n_subset:.2f} ms, raw {1e3 * t_raw / n_subset:.2f}"
+        f" ms, esmwatch 1 proc {1e3 * t_ours_1 / n_subset:.2f} ms, esmwatch {args.workers} procs "
+        f"{1e3 * t_full / n_files:.2f} ms"
+    )
+    print(
+        f"esmwatch (1 process) / raw netCDF4 reads      = {t_ours_1 / t_raw:.2f}  (target <= 1.5)"
+    )
+    print(
+        f"naive open_mfdataset / esmwatch (1 process)   = {t_naive / t_ours_1:.1f}x (target >= 5)"
+    )
+    print(
+        f"naive / esmwatch ({args.workers} processes), per file     = "
+        f"{(t_naive / n_subset) / (t_full / n_files):.1f}x"
+    )
+    print(
+        f"rescan / full scan                            = {t_rescan / t_full:.3f} (target <= 0.10)"
+    )
 
 
 if __name__ == "__main__":

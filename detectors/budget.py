@@ -31,17 +31,25 @@ def freshwater_budget(features: xr.Dataset, labels: Labels, years: int = YEARS_B
                 continue
             window = slice(onsets[member] - span, onsets[member])
             frozen.append(np.nanmean(values[i, window]))
-            others = [j for j, m in enumerate(features.member.values.astype(str))
-                      if m not in onsets or onsets[m] > onsets[member] + span]
+            others = [
+                j
+                for j, m in enumerate(features.member.values.astype(str))
+                if m not in onsets or onsets[m] > onsets[member] + span
+            ]
             if others:
                 other.append(np.nanmean(values[others, window]))
         if not frozen or not other:
             continue
         attrs = features[name].attrs
-        terms.append({
-            "feature": name, "process": attrs.get("process"), "role": attrs.get("role"),
-            "frozen_msv": float(np.mean(frozen)), "other_msv": float(np.mean(other)),
-            "difference_msv": float(np.mean(frozen) - np.mean(other)),
-        })
+        terms.append(
+            {
+                "feature": name,
+                "process": attrs.get("process"),
+                "role": attrs.get("role"),
+                "frozen_msv": float(np.mean(frozen)),
+                "other_msv": float(np.mean(other)),
+                "difference_msv": float(np.mean(frozen) - np.mean(other)),
+            }
+        )
     terms.sort(key=lambda t: abs(t["difference_msv"]), reverse=True)
     return {"years_before_onset": years, "units": "mSv", "terms": terms}

@@ -40,8 +40,8 @@ from detectors.models import (
     ModelSpec,
     TorchClassifier,
     check_inputs,
-    cpu_threads,
     get_model,
+    torch_numerics,
 )
 from ensembles.errors import ConfigurationError
 
@@ -186,7 +186,7 @@ def _deep(model: TorchClassifier, background: np.ndarray, X: np.ndarray) -> Expl
     network = copy.deepcopy(model.require_network()).to(device="cpu", dtype=torch.float64).eval()
     reference = torch.as_tensor(model.standardise(background), dtype=torch.float64)
     x = torch.as_tensor(model.standardise(X), dtype=torch.float64)
-    with cpu_threads(model.training.cpu_threads):
+    with torch_numerics(model.training.cpu_threads):
         explainer = shap.DeepExplainer(network, reference)
         values = np.asarray(explainer.shap_values(x, check_additivity=False))[..., 0]
         with torch.no_grad():

@@ -51,8 +51,9 @@ class Labels:
     def to_records(self) -> list[dict]:
         return [
             {"member": str(m), "froze": bool(f), "first_freeze": o or None}
-            for m, f, o in zip(self.froze.member.values, self.froze.values, self.onset.values,
-                               strict=True)
+            for m, f, o in zip(
+                self.froze.member.values, self.froze.values, self.onset.values, strict=True
+            )
         ]
 
 
@@ -85,7 +86,8 @@ def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels
     if mld is None and ice is None:
         raise ConfigurationError(
             f"cannot label freezes: no mixed-layer feature ({', '.join(MIXED_LAYER_DIAGNOSTICS)}"
-            f" on {rule.region}) and no {ice_name} in the feature table")
+            f" on {rule.region}) and no {ice_name} in the feature table"
+        )
     flags = []
     if mld is not None:
         name, series = mld

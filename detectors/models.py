@@ -27,6 +27,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -227,18 +228,20 @@ def _cnn(input_shape: tuple[int, ...], *, filters: int = 16, kernel_size: int = 
 
     Pooling into ``time_bins`` bins rather than one global average keeps *when* in the window
     something happens (the last months before the lead matter most), with a parameter count
-    that does not depend on the window length.
+    that does not depend on the window length. ``AvgPool1d`` rather than
+    ``AdaptiveAvgPool1d``: the latter's CUDA backward pass is not deterministic.
     """
-    channels, _length = input_shape
+    channels, length = input_shape
+    width = math.ceil(length / time_bins)
     return nn.Sequential(
         nn.Conv1d(channels, filters, kernel_size, padding="same"),
         nn.ReLU(),
         nn.Conv1d(filters, filters, kernel_size, padding="same"),
         nn.ReLU(),
-        nn.AdaptiveAvgPool1d(time_bins),
+        nn.AvgPool1d(width, stride=width, ceil_mode=True),
         nn.Flatten(),
         nn.Dropout(dropout),
-        nn.Linear(filters * time_bins, 1),
+        nn.Linear(filters * math.ceil(length / width), 1),
     )
 
 
@@ -279,20 +282,25 @@ class TrainingConfig:
 
 
 @contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Run torch CPU kernels on ``n`` threads (``None``: leave the setting alone), then restore.
+def torch_numerics(cpu_threads: int | None) -> Iterator[None]:
+    """Full float32 precision and a fixed CPU thread count for torch, restored afterwards.
 
     The networks here are tiny, so intra-op parallelism gains nothing, while on a loaded
     machine (CI, a worker running other jobs) two spinning OpenMP threads made a 0.2 s fit
-    take 10-20 s. One thread is both the fastest and the most predictable choice.
+    take 10-20 s: one thread is both the fastest and the most predictable choice (``None``
+    leaves the setting alone). TF32 convolutions (cuDNN's default on recent GPUs) moved the
+    CNN's CUDA logits ~3e-3 away from the float64 network that SHAP explains; for networks
+    this small they buy no speed, so they are switched off.
     """
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
+    previous = torch.get_num_threads(), torch.backends.cudnn.allow_tf32
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        torch.set_num_threads(previous[0])
+        torch.backends.cudnn.allow_tf32 = previous[1]
 
 
 @contextlib.contextmanager
@@ -301,7 +309,7 @@ def _reproducible(seed: int, device: torch.device, threads: int | None) -> Itera
     previous = (torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled())
     devices = [device.index or 0] if device.type == "cuda" else []
-    with cpu_threads(threads), torch.random.fork_rng(devices=devices):
+    with torch_numerics(threads), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
@@ -431,7 +439,7 @@ class TorchClassifier:
         network = self.require_network()
         network.eval()
         x = torch.as_tensor(self.standardise(X), dtype=torch.float32)
-        with cpu_threads(self.training.cpu_threads), torch.no_grad():
+        with torch_numerics(self.training.cpu_threads), torch.no_grad():
             chunks = [network(part.to(self.device)).squeeze(1).cpu() for part in x.split(4096)]
         return torch.cat(chunks).numpy().astype(np.float64)
 

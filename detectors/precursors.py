@@ -84,7 +84,8 @@ def _folds(samples: SampleSet, n_folds: int, seed: int) -> list[_Fold]:
     if n < 2:
         raise AnalysisError(
             f"lead {samples.lead} months: fewer than 2 frozen members with a complete window; "
-            "cannot cross-validate")
+            "cannot cross-validate"
+        )
     splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
     out = []
     for train, test in splitter.split(samples.sequences, samples.y, groups):
@@ -104,8 +105,9 @@ def _oof(samples: SampleSet, folds: list[_Fold], fit_predict: Callable) -> np.nd
     return p
 
 
-def _model_oof(samples: SampleSet, folds: list[_Fold], name: str, seed: int,
-               drop: np.ndarray | None = None) -> np.ndarray:
+def _model_oof(
+    samples: SampleSet, folds: list[_Fold], name: str, seed: int, drop: np.ndarray | None = None
+) -> np.ndarray:
     spec = get_model(name)
 
     def fit_predict(fold: _Fold) -> np.ndarray:
@@ -113,26 +115,30 @@ def _model_oof(samples: SampleSet, folds: list[_Fold], name: str, seed: int,
         x_test = _inputs(samples, fold, fold.test, spec.input)
         if drop is not None:
             x_train, x_test = x_train[:, ~drop], x_test[:, ~drop]
-        model = spec.build(seed=seed).fit(x_train, samples.y[fold.train],
-                                          groups=samples.groups[fold.train])
+        model = spec.build(seed=seed).fit(
+            x_train, samples.y[fold.train], groups=samples.groups[fold.train]
+        )
         return model.predict_proba(x_test)
 
     return _oof(samples, folds, fit_predict)
 
 
-def _baseline_scores(samples: SampleSet, salinity: SampleSet | None, scaler: Standardiser | None,
-                     index: np.ndarray) -> dict[str, np.ndarray]:
+def _baseline_scores(
+    samples: SampleSet, salinity: SampleSet | None, scaler: Standardiser | None, index: np.ndarray
+) -> dict[str, np.ndarray]:
     scores = {"model_year": samples.model_month[index].astype(float)}
     if salinity is not None and scaler is not None:
         seq = scaler.transform(salinity.subset(index))[:, 0, :]
         var_tau, ac_tau = baselines.ews_trends(seq)
-        scores.update(salinity_level=baselines.salinity_level(seq),
-                      ews_variance=var_tau, ews_ac1=ac_tau)
+        scores.update(
+            salinity_level=baselines.salinity_level(seq), ews_variance=var_tau, ews_ac1=ac_tau
+        )
     return scores
 
 
-def _baseline_oof(samples: SampleSet, salinity: SampleSet | None, folds: list[_Fold]
-                  ) -> dict[str, np.ndarray]:
+def _baseline_oof(
+    samples: SampleSet, salinity: SampleSet | None, folds: list[_Fold]
+) -> dict[str, np.ndarray]:
     """Each baseline's number mapped to a probability by a one-feature logistic regression."""
     out: dict[str, np.ndarray] = {}
     for fold in folds:
@@ -155,8 +161,9 @@ class _Shap:
     checks: list[ExplainerCheck]
 
 
-def _shadow_blocks(columns: list[tuple[str, int]], process_of: dict[str, str]
-                   ) -> dict[str, np.ndarray]:
+def _shadow_blocks(
+    columns: list[tuple[str, int]], process_of: dict[str, str]
+) -> dict[str, np.ndarray]:
     blocks: dict[str, list[int]] = defaultdict(list)
     for i, (feature, _) in enumerate(columns):
         blocks[process_of[feature]].append(i)
@@ -174,14 +181,19 @@ def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSett
     shadow_values = np.zeros((samples.y.size, len(blocks)))
     checks = []
     for k, fold in enumerate(folds):
-        x = {part: _inputs(samples, fold, ix, "summary") for part, ix in
-             (("train", fold.train), ("test", fold.test))}
-        shadows = {part: np.concatenate([_permuted(x[part][:, ix], rng) for ix in blocks.values()],
-                                        axis=1) for part in x}
+        x = {
+            part: _inputs(samples, fold, ix, "summary")
+            for part, ix in (("train", fold.train), ("test", fold.test))
+        }
+        shadows = {
+            part: np.concatenate([_permuted(x[part][:, ix], rng) for ix in blocks.values()], axis=1)
+            for part in x
+        }
         x_train = np.concatenate([x["train"], shadows["train"]], axis=1)
         x_test = np.concatenate([x["test"], shadows["test"]], axis=1)
-        model = spec.build(seed=settings.seed).fit(x_train, samples.y[fold.train],
-                                                   groups=samples.groups[fold.train])
+        model = spec.build(seed=settings.seed).fit(
+            x_train, samples.y[fold.train], groups=samples.groups[fold.train]
+        )
         background = x_train[rng.choice(len(x_train), min(100, len(x_train)), replace=False)]
         expl = explain(model, spec, background, x_test, seed=settings.seed)
         n_real = len(columns)
@@ -191,11 +203,22 @@ def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSett
         for b in range(len(blocks)):
             block = slice(n_real + offsets[b], n_real + offsets[b + 1])
             shadow_values[fold.test, b] = expl.values[:, block].sum(axis=1)
-        check = ExplainerCheck(view=samples.view, lead_months=samples.lead, model=spec.name,
-                               explainer=expl.explainer, additivity_error=additivity_error(expl))
+        check = ExplainerCheck(
+            view=samples.view,
+            lead_months=samples.lead,
+            model=spec.name,
+            explainer=expl.explainer,
+            additivity_error=additivity_error(expl),
+        )
         if k == 0 and settings.kernel_samples:
-            cross = kernel_crosscheck(model, spec, background, x_test,
-                                      n_samples=settings.kernel_samples, seed=settings.seed)
+            cross = kernel_crosscheck(
+                model,
+                spec,
+                background,
+                x_test,
+                n_samples=settings.kernel_samples,
+                seed=settings.seed,
+            )
             check.kernel_rank_correlation = cross["spearman_mean_abs"]
             check.kernel_n = cross["n"]
         checks.append(check)
@@ -235,8 +258,15 @@ def _usable(features: xr.Dataset, notes: list[str]) -> xr.Dataset:
     return features[keep]
 
 
-def _skill_row(view: str, lead: int, model: str, y: np.ndarray, p: np.ndarray,
-               groups: np.ndarray, settings: PrecursorSettings) -> SkillRow:
+def _skill_row(
+    view: str,
+    lead: int,
+    model: str,
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: np.ndarray,
+    settings: PrecursorSettings,
+) -> SkillRow:
     ok = ~np.isnan(p)
     s = skill(y[ok], p[ok], groups[ok], n_boot=settings.n_boot, seed=settings.seed)
 
@@ -246,14 +276,27 @@ def _skill_row(view: str, lead: int, model: str, y: np.ndarray, p: np.ndarray,
     def clean_ci(ci: tuple[float, float]) -> tuple[float, float] | None:
         return None if any(np.isnan(ci)) else (float(ci[0]), float(ci[1]))
 
-    return SkillRow(view=view, lead_months=lead, model=model, roc_auc=clean(s.roc_auc),
-                    roc_auc_ci=clean_ci(s.roc_auc_ci), pr_auc=clean(s.pr_auc),
-                    pr_auc_ci=clean_ci(s.pr_auc_ci), brier=s.brier, brier_ci=clean_ci(s.brier_ci),
-                    n_samples=s.n, n_positive=s.n_positive)
+    return SkillRow(
+        view=view,
+        lead_months=lead,
+        model=model,
+        roc_auc=clean(s.roc_auc),
+        roc_auc_ci=clean_ci(s.roc_auc_ci),
+        pr_auc=clean(s.pr_auc),
+        pr_auc_ci=clean_ci(s.pr_auc_ci),
+        brier=s.brier,
+        brier_ci=clean_ci(s.brier_ci),
+        n_samples=s.n,
+        n_positive=s.n_positive,
+    )
 
 
-def analyse_precursors(features: xr.Dataset, settings: PrecursorSettings | None = None,
-                       *, progress: Callable[[str], None] | None = None) -> PrecursorResult:
+def analyse_precursors(
+    features: xr.Dataset,
+    settings: PrecursorSettings | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> PrecursorResult:
     """Learn and explain precursors of the freeze in a feature table (member x time).
 
     Raises
@@ -268,8 +311,10 @@ def analyse_precursors(features: xr.Dataset, settings: PrecursorSettings | None 
     labels = label_freezes(features, settings.label)
     n_frozen = int(labels.froze.sum())
     if n_frozen < 2:
-        raise AnalysisError(f"only {n_frozen} frozen member(s) among {features.sizes['member']}: "
-                            "precursors need at least 2 (check the label rule)")
+        raise AnalysisError(
+            f"only {n_frozen} frozen member(s) among {features.sizes['member']}: "
+            "precursors need at least 2 (check the label rule)"
+        )
     table = _usable(features, notes)
     configuration = _configuration(table)
     skill_rows: list[SkillRow] = []
@@ -291,15 +336,18 @@ def analyse_precursors(features: xr.Dataset, settings: PrecursorSettings | None 
         base_p = _baseline_oof(base, salinity, folds)
         for view in settings.views:
             samples = base.select(view_features(base, view), view)
-            view_folds = [_Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train)))
-                          for f in folds]
+            view_folds = [
+                _Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train))) for f in folds
+            ]
             for name in settings.models:
                 p = _model_oof(samples, view_folds, name, settings.seed)
-                skill_rows.append(_skill_row(view, lead, name, samples.y, p, samples.groups,
-                                             settings))
+                skill_rows.append(
+                    _skill_row(view, lead, name, samples.y, p, samples.groups, settings)
+                )
             for name, p in base_p.items():
-                skill_rows.append(_skill_row(view, lead, name, samples.y, p, samples.groups,
-                                             settings))
+                skill_rows.append(
+                    _skill_row(view, lead, name, samples.y, p, samples.groups, settings)
+                )
             explain_p = _model_oof(samples, view_folds, settings.explain_model, settings.seed)
             shap_pass = _explain_oof(samples, view_folds, settings)
             passes[view].append(_ViewLead(samples, view_folds, shap_pass, explain_p))
@@ -313,14 +361,18 @@ def analyse_precursors(features: xr.Dataset, settings: PrecursorSettings | None 
         feature_rows.extend(frows)
     return PrecursorResult(
         ensembles=sorted(set(map(str, table.coords["ensemble"].values)))
-        if "ensemble" in table.coords else [],
+        if "ensemble" in table.coords
+        else [],
         configurations=sorted(set(map(str, configuration.values))),
-        n_members=int(table.sizes["member"]), n_frozen=n_frozen,
+        n_members=int(table.sizes["member"]),
+        n_frozen=n_frozen,
         label={**settings.label.model_dump(), "mixed_layer": labels.mixed_layer},
         samples=settings.samples.model_dump(),
         views={v: VIEW_RULES[v] for v in passes},
         explain_model=settings.explain_model,
-        skill=skill_rows, processes=processes, features=feature_rows,
+        skill=skill_rows,
+        processes=processes,
+        features=feature_rows,
         explainer_checks=[c for vp in passes.values() for p in vp for c in p.shap.checks],
         budget=freshwater_budget(table, labels),
         members=_member_rows(table, labels),
@@ -335,25 +387,40 @@ def _beats_salinity(rows: list[SkillRow]) -> list[str]:
     for (view, lead, model), row in by.items():
         if model != "salinity_level" or row.roc_auc is None:
             continue
-        best = max((r for (v, ld, m), r in by.items() if v == view and ld == lead
-                    and m not in BASELINES and r.roc_auc is not None),
-                   key=lambda r: r.roc_auc, default=None)
+        best = max(
+            (
+                r
+                for (v, ld, m), r in by.items()
+                if v == view and ld == lead and m not in BASELINES and r.roc_auc is not None
+            ),
+            key=lambda r: r.roc_auc,
+            default=None,
+        )
         if best is None or best.roc_auc <= row.roc_auc:
-            notes.append(f"{view} view, lead {lead} months: no classifier beats the salinity "
-                         f"level (AUC {row.roc_auc:.2f})")
+            notes.append(
+                f"{view} view, lead {lead} months: no classifier beats the salinity "
+                f"level (AUC {row.roc_auc:.2f})"
+            )
     return notes
 
 
 def _member_rows(table: xr.Dataset, labels: Labels) -> list[MemberRow]:
-    ensemble = (table.coords["ensemble"].values if "ensemble" in table.coords
-                else np.full(table.sizes["member"], ""))
-    return [MemberRow(member=r["member"], ensemble=str(e), froze=r["froze"],
-                      first_freeze=r["first_freeze"])
-            for r, e in zip(labels.to_records(), ensemble, strict=True)]
+    ensemble = (
+        table.coords["ensemble"].values
+        if "ensemble" in table.coords
+        else np.full(table.sizes["member"], "")
+    )
+    return [
+        MemberRow(
+            member=r["member"], ensemble=str(e), froze=r["froze"], first_freeze=r["first_freeze"]
+        )
+        for r, e in zip(labels.to_records(), ensemble, strict=True)
+    ]
 
 
-def _bootstrap_weights(groups_per_pass: list[np.ndarray], n_boot: int, seed: int
-                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+def _bootstrap_weights(
+    groups_per_pass: list[np.ndarray], n_boot: int, seed: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Group-count draws shared by every lead, so CIs resample members consistently.
 
     Returns the draws (n_boot, n_groups) and, per pass, the group index of each sample.
@@ -365,8 +432,9 @@ def _bootstrap_weights(groups_per_pass: list[np.ndarray], n_boot: int, seed: int
     return weights, [np.searchsorted(names, g) for g in groups_per_pass]
 
 
-def _mean_by_weights(per_sample: np.ndarray, group_index: np.ndarray, weights: np.ndarray,
-                     n_groups: int) -> tuple[float, np.ndarray]:
+def _mean_by_weights(
+    per_sample: np.ndarray, group_index: np.ndarray, weights: np.ndarray, n_groups: int
+) -> tuple[float, np.ndarray]:
     """Point mean over samples and its bootstrap replicates (per_sample: (n, k))."""
     sums = np.zeros((n_groups, per_sample.shape[1]))
     np.add.at(sums, group_index, per_sample)
@@ -381,14 +449,16 @@ def _ci(replicates: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _aggregate(view: str, passes: list[_ViewLead], settings: PrecursorSettings
-               ) -> tuple[list[ProcessRow], list[FeatureRow]]:
+def _aggregate(
+    view: str, passes: list[_ViewLead], settings: PrecursorSettings
+) -> tuple[list[ProcessRow], list[FeatureRow]]:
     """Process and feature importance over all leads of one view, with CIs and drop tests."""
     first = passes[0].samples
     process_of = dict(zip(first.features, first.processes, strict=True))
     role_of = {p: r for p, r in zip(first.processes, first.roles, strict=True)}
-    weights, group_index = _bootstrap_weights([p.samples.groups for p in passes],
-                                              settings.n_boot, settings.seed)
+    weights, group_index = _bootstrap_weights(
+        [p.samples.groups for p in passes], settings.n_boot, settings.seed
+    )
     n_groups = weights.shape[1]
     per_process: dict[str, list] = defaultdict(list)
     per_feature: dict[tuple[str, int], list] = defaultdict(list)
@@ -399,16 +469,19 @@ def _aggregate(view: str, passes: list[_ViewLead], settings: PrecursorSettings
         for process in sorted(set(process_of.values())):
             cols = [i for i, (f, _) in enumerate(columns) if process_of[f] == process]
             total = vl.shap.values[:, cols].sum(axis=1)
-            per_process[process].append(_mean_by_weights(np.abs(total)[:, None], gi, weights,
-                                                         n_groups))
+            per_process[process].append(
+                _mean_by_weights(np.abs(total)[:, None], gi, weights, n_groups)
+            )
             directions[process].append((vl.shap.inputs[:, cols].mean(axis=1), total))
             for lag in sorted({lag for _, lag in columns}):
                 at_lag = [i for i in cols if columns[i][1] == lag]
                 lag_profile[process][lag].append(
-                    float(np.abs(vl.shap.values[:, at_lag].sum(axis=1)).mean()))
+                    float(np.abs(vl.shap.values[:, at_lag].sum(axis=1)).mean())
+                )
         for i, key in enumerate(columns):
-            per_feature[key].append(_mean_by_weights(np.abs(vl.shap.values[:, [i]]), gi, weights,
-                                                     n_groups))
+            per_feature[key].append(
+                _mean_by_weights(np.abs(vl.shap.values[:, [i]]), gi, weights, n_groups)
+            )
     null = float(np.mean([vl.shap.shadow_importance for vl in passes]))
     rows = []
     for process, parts in per_process.items():
@@ -416,21 +489,35 @@ def _aggregate(view: str, passes: list[_ViewLead], settings: PrecursorSettings
         replicates = np.nanmean(np.stack([p[1][:, 0] for p in parts]), axis=0)
         ci = _ci(replicates)
         profile = {lag: float(np.mean(v)) for lag, v in lag_profile[process].items()}
-        rows.append(ProcessRow(
-            view=view, process=process, role=role_of[process], importance=point, ci=ci,
-            drop_auc=None, significant=bool(ci[0] > null), null_importance=null,
-            direction=_direction(directions[process]),
-            peak_lag_months=int(max(profile, key=profile.get)),
-            features=sorted(f for f, p in process_of.items() if p == process),
-        ))
+        rows.append(
+            ProcessRow(
+                view=view,
+                process=process,
+                role=role_of[process],
+                importance=point,
+                ci=ci,
+                drop_auc=None,
+                significant=bool(ci[0] > null),
+                null_importance=null,
+                direction=_direction(directions[process]),
+                peak_lag_months=int(max(profile, key=profile.get)),
+                features=sorted(f for f, p in process_of.items() if p == process),
+            )
+        )
     rows.sort(key=lambda r: r.importance, reverse=True)
     for row in rows[: settings.drop_top]:
-        row.drop_auc, row.drop_auc_ci = _drop_test(row.process, passes, weights, group_index,
-                                                   settings)
+        row.drop_auc, row.drop_auc_ci = _drop_test(
+            row.process, passes, weights, group_index, settings
+        )
     features_out = [
-        FeatureRow(view=view, feature=f, process=process_of[f], lag_months=lag,
-                   importance=float(np.mean([p[0][0] for p in parts])),
-                   ci=_ci(np.nanmean(np.stack([p[1][:, 0] for p in parts]), axis=0)))
+        FeatureRow(
+            view=view,
+            feature=f,
+            process=process_of[f],
+            lag_months=lag,
+            importance=float(np.mean([p[0][0] for p in parts])),
+            ci=_ci(np.nanmean(np.stack([p[1][:, 0] for p in parts]), axis=0)),
+        )
         for (f, lag), parts in per_feature.items()
     ]
     features_out.sort(key=lambda r: r.importance, reverse=True)
@@ -447,9 +534,13 @@ def _direction(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
     return "0" if abs(r) < 0.1 else ("+" if r > 0 else "-")
 
 
-def _drop_test(process: str, passes: list[_ViewLead], weights: np.ndarray,
-               group_index: list[np.ndarray], settings: PrecursorSettings
-               ) -> tuple[float, tuple[float, float]]:
+def _drop_test(
+    process: str,
+    passes: list[_ViewLead],
+    weights: np.ndarray,
+    group_index: list[np.ndarray],
+    settings: PrecursorSettings,
+) -> tuple[float, tuple[float, float]]:
     """Loss of ROC AUC when the process's columns are removed and the model refitted."""
     from sklearn.metrics import roc_auc_score
 
@@ -469,8 +560,10 @@ def _drop_test(process: str, passes: list[_ViewLead], weights: np.ndarray,
             index = np.concatenate([np.repeat(members[g], int(c)) for g, c in enumerate(w) if c])
             if y[index].min() == y[index].max():
                 continue
-            boot.append(roc_auc_score(y[index], vl.explain_oof[index])
-                        - roc_auc_score(y[index], p_drop[index]))
+            boot.append(
+                roc_auc_score(y[index], vl.explain_oof[index])
+                - roc_auc_score(y[index], p_drop[index])
+            )
         replicates.append(np.array(boot))
     if not losses:
         return None, None

@@ -30,7 +30,8 @@ class SampleRule(BaseModel):
     block_months: int = Field(6, ge=1, description="summary block length (lag resolution)")
     positive_span_months: int = Field(6, ge=1, description="window ends per frozen member")
     negative_margin_months: int = Field(
-        24, ge=0, description="a negative window must end this long before any onset + lead")
+        24, ge=0, description="a negative window must end this long before any onset + lead"
+    )
     max_missing_fraction: float = Field(0.1, ge=0, lt=1)
 
 
@@ -69,28 +70,42 @@ class SampleSet:
     @property
     def groups(self) -> np.ndarray:
         """Split/bootstrap groups: member within configuration."""
-        return np.char.add(np.char.add(self.configuration.astype(str), "/"),
-                           self.member.astype(str))
+        return np.char.add(
+            np.char.add(self.configuration.astype(str), "/"), self.member.astype(str)
+        )
 
     def summary_columns(self) -> list[tuple[str, int]]:
         """(feature, lag before onset in months) of each column of :func:`summarise`."""
         n_blocks = self.rule.window_months // self.rule.block_months
-        return [(f, self.lead + b * self.rule.block_months)
-                for f in self.features for b in range(n_blocks)]
+        return [
+            (f, self.lead + b * self.rule.block_months)
+            for f in self.features
+            for b in range(n_blocks)
+        ]
 
     def select(self, names: list[str], view: str) -> SampleSet:
         """The same windows with only the channels ``names`` (in that order)."""
         index = [self.features.index(n) for n in names]
-        return replace(self, view=view, features=list(names),
-                       processes=[self.processes[i] for i in index],
-                       roles=[self.roles[i] for i in index],
-                       sequences=self.sequences[:, index])
+        return replace(
+            self,
+            view=view,
+            features=list(names),
+            processes=[self.processes[i] for i in index],
+            roles=[self.roles[i] for i in index],
+            sequences=self.sequences[:, index],
+        )
 
     def subset(self, index: np.ndarray) -> SampleSet:
-        return replace(self, sequences=self.sequences[index], y=self.y[index],
-                       member=self.member[index], configuration=self.configuration[index],
-                       end_index=self.end_index[index], model_month=self.model_month[index],
-                       end_month=self.end_month[index])
+        return replace(
+            self,
+            sequences=self.sequences[index],
+            y=self.y[index],
+            member=self.member[index],
+            configuration=self.configuration[index],
+            end_index=self.end_index[index],
+            model_month=self.model_month[index],
+            end_month=self.end_month[index],
+        )
 
 
 def summarise(sequences: np.ndarray, block: int) -> np.ndarray:
@@ -100,7 +115,7 @@ def summarise(sequences: np.ndarray, block: int) -> np.ndarray:
     inputs than the full sequence, which suits the MLP, logistic and tree models.
     """
     n_blocks = sequences.shape[2] // block
-    tail = sequences[:, :, sequences.shape[2] - n_blocks * block:]
+    tail = sequences[:, :, sequences.shape[2] - n_blocks * block :]
     blocks = tail.reshape(*tail.shape[:2], n_blocks, block)
     means = np.nanmean(blocks, axis=3)[:, :, ::-1]
     return means.reshape(sequences.shape[0], -1)
@@ -144,21 +159,29 @@ def view_features(features: xr.Dataset | SampleSet, view: str) -> list[str]:
     roles = VIEW_ROLES[view]
     if isinstance(features, SampleSet):
         return [f for f, r in zip(features.features, features.roles, strict=True) if r in roles]
-    return sorted(name for name, var in features.data_vars.items()
-                  if var.attrs.get("role") in roles)
+    return sorted(
+        name for name, var in features.data_vars.items() if var.attrs.get("role") in roles
+    )
 
 
 def onset_index(labels: Labels, times: xr.DataArray) -> dict[str, int]:
     """Time index of each frozen member's onset month."""
     keys = [f"{t.year:04d}-{t.month:02d}" for t in times.values]
     position = {k: i for i, k in enumerate(keys)}
-    return {str(m): position[o] for m, o in zip(labels.onset.member.values, labels.onset.values,
-                                                strict=True) if o and o in position}
+    return {
+        str(m): position[o]
+        for m, o in zip(labels.onset.member.values, labels.onset.values, strict=True)
+        if o and o in position
+    }
 
 
-def build_samples(features: xr.Dataset, labels: Labels, lead: int,
-                  configuration: xr.DataArray | None = None,
-                  rule: SampleRule | None = None) -> SampleSet:
+def build_samples(
+    features: xr.Dataset,
+    labels: Labels,
+    lead: int,
+    configuration: xr.DataArray | None = None,
+    rule: SampleRule | None = None,
+) -> SampleSet:
     """Positive and matched negative windows for one lead, over every feature with a role.
 
     Views select channels afterwards (:meth:`SampleSet.select`), so all views and the
@@ -170,8 +193,11 @@ def build_samples(features: xr.Dataset, labels: Labels, lead: int,
         raise ValueError("no features with a role (state, driver, feedback) in the table")
     data = np.stack([features[n].transpose("member", "time").values for n in names], axis=1)
     members = features.member.values.astype(str)
-    config = (np.asarray(configuration.values).astype(str) if configuration is not None
-              else np.full(members.size, "default"))
+    config = (
+        np.asarray(configuration.values).astype(str)
+        if configuration is not None
+        else np.full(members.size, "default")
+    )
     onsets = onset_index(labels, features.time)
     calendar_month = features.time.dt.month.values
     first_valid = _first_valid(data)
@@ -185,17 +211,25 @@ def build_samples(features: xr.Dataset, labels: Labels, lead: int,
             if end - win + 1 < first_valid[i]:
                 continue
             picks.append((i, end, 1))
-            picks.extend((j, end, 0) for j in range(members.size)
-                         if config[j] == config[i] and _negative_ok(j, end, lead, members, onsets,
-                                                                   first_valid, rule))
+            picks.extend(
+                (j, end, 0)
+                for j in range(members.size)
+                if config[j] == config[i]
+                and _negative_ok(j, end, lead, members, onsets, first_valid, rule)
+            )
     picks = list(dict.fromkeys(picks))  # a negative can match several positives
-    picks = [p for p in picks if _complete(data[p[0], :, p[1] - win + 1: p[1] + 1], rule)]
+    picks = [p for p in picks if _complete(data[p[0], :, p[1] - win + 1 : p[1] + 1], rule)]
     rows = np.array([p[0] for p in picks], dtype=int)
     ends = np.array([p[1] for p in picks], dtype=int)
-    seq = (np.stack([data[r, :, e - win + 1: e + 1] for r, e in zip(rows, ends, strict=True)])
-           if picks else np.empty((0, len(names), win)))
+    seq = (
+        np.stack([data[r, :, e - win + 1 : e + 1] for r, e in zip(rows, ends, strict=True)])
+        if picks
+        else np.empty((0, len(names), win))
+    )
     return SampleSet(
-        lead=lead, view="all", features=names,
+        lead=lead,
+        view="all",
+        features=names,
         processes=[features[n].attrs.get("process", "") for n in names],
         roles=[features[n].attrs.get("role", "") for n in names],
         sequences=seq.astype(np.float32),
@@ -215,8 +249,15 @@ def _first_valid(data: np.ndarray) -> np.ndarray:
     return np.where(has.any(axis=1), has.argmax(axis=1), data.shape[2])
 
 
-def _negative_ok(j: int, end: int, lead: int, members: np.ndarray, onsets: dict[str, int],
-                 first_valid: np.ndarray, rule: SampleRule) -> bool:
+def _negative_ok(
+    j: int,
+    end: int,
+    lead: int,
+    members: np.ndarray,
+    onsets: dict[str, int],
+    first_valid: np.ndarray,
+    rule: SampleRule,
+) -> bool:
     if end - rule.window_months + 1 < first_valid[j]:
         return False
     onset = onsets.get(members[j])

@@ -28,25 +28,40 @@ class Skill:
 def _metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
     if y.min() == y.max():
         return np.nan, np.nan, float(brier_score_loss(y, p, labels=[0, 1]))
-    return (float(roc_auc_score(y, p)), float(average_precision_score(y, p)),
-            float(brier_score_loss(y, p)))
+    return (
+        float(roc_auc_score(y, p)),
+        float(average_precision_score(y, p)),
+        float(brier_score_loss(y, p)),
+    )
 
 
-def skill(y: np.ndarray, p: np.ndarray, groups: np.ndarray, *, n_boot: int = 500,
-          seed: int = 0, level: float = 0.9) -> Skill:
+def skill(
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_boot: int = 500,
+    seed: int = 0,
+    level: float = 0.9,
+) -> Skill:
     """ROC AUC, PR AUC and Brier score with percentile CIs from a grouped bootstrap."""
     point = _metrics(y, p)
-    draws = np.array([_metrics(y[i], p[i])
-                      for i in grouped_bootstrap_indices(groups, n_boot, seed)])
+    draws = np.array(
+        [_metrics(y[i], p[i]) for i in grouped_bootstrap_indices(groups, n_boot, seed)]
+    )
     alpha = (1 - level) / 2
     with np.errstate(all="ignore"):
         lo = np.nanquantile(draws, alpha, axis=0)
         hi = np.nanquantile(draws, 1 - alpha, axis=0)
     return Skill(
-        roc_auc=point[0], roc_auc_ci=(float(lo[0]), float(hi[0])),
-        pr_auc=point[1], pr_auc_ci=(float(lo[1]), float(hi[1])),
-        brier=point[2], brier_ci=(float(lo[2]), float(hi[2])),
-        n=int(y.size), n_positive=int(y.sum()),
+        roc_auc=point[0],
+        roc_auc_ci=(float(lo[0]), float(hi[0])),
+        pr_auc=point[1],
+        pr_auc_ci=(float(lo[1]), float(hi[1])),
+        brier=point[2],
+        brier_ci=(float(lo[2]), float(hi[2])),
+        n=int(y.size),
+        n_positive=int(y.sum()),
     )
 
 
@@ -55,5 +70,7 @@ def grouped_bootstrap_indices(groups: np.ndarray, n_boot: int, seed: int) -> lis
     rng = np.random.default_rng(seed)
     unique, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(unique.size)]
-    return [np.concatenate([members[g] for g in rng.integers(0, unique.size, unique.size)])
-            for _ in range(n_boot)]
+    return [
+        np.concatenate([members[g] for g in rng.integers(0, unique.size, unique.size)])
+        for _ in range(n_boot)
+    ]

@@ -85,8 +85,10 @@ class GridPlan:
         weights = grid.domain_weights(domain)
         if weights is None:
             if grid.model == "cam":  # CAM without LANDFRAC: say so, the features are skipped
-                self.notes.append(f"no LANDFRAC for this CAM grid: {domain} region {region} "
-                                  "skipped (time series need the case's LANDFRAC file)")
+                self.notes.append(
+                    f"no LANDFRAC for this CAM grid: {domain} region {region} "
+                    "skipped (time series need the case's LANDFRAC file)"
+                )
             return None
         mask, method = region_mask(region, grid.lat, grid.lon, grid.depth_m)
         weights = np.where(mask, np.nan_to_num(weights), 0.0)
@@ -121,9 +123,13 @@ class GridPlan:
         if variable.vertical == "upper":
             thickness = _upper_levels(self.grid)
             weights = weights[:, None] * thickness[None, :, *([None] * len(shape))]
-        return VariablePlan(variable=variable, features=tuple(f for f, _ in pairs),
-                            selections=tuple(s for _, s in pairs), box=box,
-                            weights=weights.reshape(len(pairs), -1).T.copy())
+        return VariablePlan(
+            variable=variable,
+            features=tuple(f for f, _ in pairs),
+            selections=tuple(s for _, s in pairs),
+            box=box,
+            weights=weights.reshape(len(pairs), -1).T.copy(),
+        )
 
 
 def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
@@ -134,7 +140,9 @@ def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
 
 
 def _shift(box: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer, strict=True))
+    return tuple(
+        slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer, strict=True)
+    )
 
 
 def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) -> FileFeatures:
@@ -157,7 +165,8 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
                 if np.all(np.isnan(values)):
                     result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
                 result.values.setdefault(feature.name, {})["+".join(expression)] = [
-                    None if np.isnan(v) else float(v) for v in values]
+                    None if np.isnan(v) else float(v) for v in values
+                ]
     return result
 
 
@@ -171,8 +180,9 @@ def _expressions(nc: netCDF4.Dataset, variable: Variable, model: str) -> list[tu
     return [(name,) for name in parts]
 
 
-def resolve(variable: Variable, model: str, contributions: dict[str, float | None]
-            ) -> tuple[str, float | None] | None:
+def resolve(
+    variable: Variable, model: str, contributions: dict[str, float | None]
+) -> tuple[str, float | None] | None:
     """Pick the preferred alternative from one month's contributions (summing parts)."""
     for option in variable.source_options(model):
         key = "+".join(option)
@@ -189,12 +199,19 @@ def _target_units(variable: Variable) -> str:
     return "m s-1" if variable.reduction == "integral" else variable.units
 
 
-def _read_converted(nc: netCDF4.Dataset, path: str, source: tuple[str, ...], vplan: VariablePlan,
-                    grid: Grid, indices: np.ndarray) -> np.ndarray:
+def _read_converted(
+    nc: netCDF4.Dataset,
+    path: str,
+    source: tuple[str, ...],
+    vplan: VariablePlan,
+    grid: Grid,
+    indices: np.ndarray,
+) -> np.ndarray:
     """Read the plan's hyperslab of each source variable, convert, add them up."""
     total = None
     in_order = indices.size == nc.variables["time"].shape[0] and bool(
-        np.all(indices == np.arange(indices.size)))
+        np.all(indices == np.arange(indices.size))
+    )
     for name in source:
         var = nc.variables[name]
         values = read_values(var, _hyperslab(var, path, vplan, grid))
@@ -216,13 +233,16 @@ def _hyperslab(var: netCDF4.Variable, path: str, vplan: VariablePlan, grid: Grid
     dims = var.dimensions
     ndim_h = len(grid.dims)
     if dims[-ndim_h:] != grid.dims or dims[0] != "time":
-        raise InputFileError(path, f"variable {var.name} has dims {dims}, expected (time, ..., "
-                             f"{', '.join(grid.dims)})")
+        raise InputFileError(
+            path,
+            f"variable {var.name} has dims {dims}, expected (time, ..., {', '.join(grid.dims)})",
+        )
     middle = dims[1:-ndim_h]
     if vplan.variable.vertical == "upper":
         if grid.levels is None or middle != (grid.levels.dim,):
-            raise InputFileError(path, f"3-D variable {var.name} has no usable vertical levels "
-                                 f"(dims {dims})")
+            raise InputFileError(
+                path, f"3-D variable {var.name} has no usable vertical levels (dims {dims})"
+            )
         return (slice(None), slice(0, _upper_levels(grid).size), *vplan.box)
     if middle:
         raise InputFileError(path, f"variable {var.name} has unexpected extra dims {middle}")

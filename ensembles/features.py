@@ -80,8 +80,9 @@ def _open_aux(path: str | None) -> netCDF4.Dataset | None:
         return None
 
 
-def _read_one(path: str, model: str, aux: netCDF4.Dataset | None,
-              plans: dict[tuple, GridPlan]) -> _Outcome:
+def _read_one(
+    path: str, model: str, aux: netCDF4.Dataset | None, plans: dict[tuple, GridPlan]
+) -> _Outcome:
     try:
         signature = file_signature(path)
         with netCDF4.Dataset(path) as nc:
@@ -182,11 +183,13 @@ def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[
             usable.append(f)
         elif (f.case, f.model, f.stream) not in seen:
             seen.add((f.case, f.model, f.stream))
-            skipped.append(InputFileError(
-                f.path.parent,
-                f"{f.case} {f.model}.{f.stream}: {f.frequency} output skipped "
-                "(monthly features are built from monthly streams)",
-            ))
+            skipped.append(
+                InputFileError(
+                    f.path.parent,
+                    f"{f.case} {f.model}.{f.stream}: {f.frequency} output skipped "
+                    "(monthly features are built from monthly streams)",
+                )
+            )
     return usable, skipped
 
 
@@ -194,33 +197,43 @@ def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], str]:
     """(case, model) -> file completing the grid: MOM6 static, CAM LANDFRAC time series."""
     aux = {}
     for f in files:
-        if f.model == "mom6" and f.layout == "static":
-            aux.setdefault((f.case, f.model), str(f.path))
-        elif f.model == "cam" and f.layout == "tseries" and f.variable == "LANDFRAC":
+        mom6_static = f.model == "mom6" and f.layout == "static"
+        cam_landfrac = f.model == "cam" and f.layout == "tseries" and f.variable == "LANDFRAC"
+        if mom6_static or cam_landfrac:
             aux.setdefault((f.case, f.model), str(f.path))
     return aux
 
 
-def _run(todo: list[CesmFile], auxiliary: dict[tuple[str, str], str], scheduler: str | None,
-         n_workers: int | None, progress: bool) -> list[_Outcome]:
+def _run(
+    todo: list[CesmFile],
+    auxiliary: dict[tuple[str, str], str],
+    scheduler: str | None,
+    n_workers: int | None,
+    progress: bool,
+) -> list[_Outcome]:
     if not todo:
         return []
     batches = _batches(todo)
-    tasks = [dask.delayed(read_batch)(paths, model, auxiliary.get((case, model)),
-                                      dask_key_name=f"read-{i}")
-             for i, (paths, model, case) in enumerate(batches)]
+    tasks = [
+        dask.delayed(read_batch)(
+            paths, model, auxiliary.get((case, model)), dask_key_name=f"read-{i}"
+        )
+        for i, (paths, model, case) in enumerate(batches)
+    ]
     if scheduler is None:
         scheduler = "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
     callbacks = [_Progress(len(tasks))] if progress else []
     # fork, not spawn: a spawned worker re-imports numpy, xarray and netCDF4 (seconds each)
-    with dask.config.set({"scheduler": scheduler, "num_workers": n_workers,
-                          "multiprocessing.context": "fork"}):
+    with dask.config.set(
+        {"scheduler": scheduler, "num_workers": n_workers, "multiprocessing.context": "fork"}
+    ):
         results = dask.compute(*tasks, callbacks=callbacks)
     return [outcome for batch in results for outcome in batch]
 
 
-def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
-             ) -> tuple[xr.Dataset, list[InputFileError]]:
+def assemble(
+    files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
+) -> tuple[xr.Dataset, list[InputFileError]]:
     """Stack per-file features into ``(member, time)`` arrays with provenance attrs.
 
     Two files giving the same feature and month (two streams, a restart overlap) keep
@@ -264,14 +277,19 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
         sources[name].add(chosen[0])
         cells[(case, name)][month] = chosen[1]
     problems.extend(
-        InputFileError(where[(case, features()[name].var.component)],
-                       f"{case}: {name} has only part of a sum ({', '.join(sorted(parts))}); "
-                       "left as NaN")
-        for (case, name), parts in sorted(partial.items()) if (case, name) not in cells
+        InputFileError(
+            where[(case, features()[name].var.component)],
+            f"{case}: {name} has only part of a sum ({', '.join(sorted(parts))}); left as NaN",
+        )
+        for (case, name), parts in sorted(partial.items())
+        if (case, name) not in cells
     )
     problems.extend(
-        InputFileError(path, f"months {', '.join(sorted(months))} already read from {first} "
-                       "(two streams or a restart overlap); kept that file's values")
+        InputFileError(
+            path,
+            f"months {', '.join(sorted(months))} already read from {first} "
+            "(two streams or a restart overlap); kept that file's values",
+        )
         for (path, first), months in sorted(duplicates.items())
     )
     problems.extend(_missing_months(months_by_component, where))
@@ -293,8 +311,9 @@ def assemble(files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
         "member_id": ("member", [info[m].member_id for m in members]),
     }
     dataset = xr.Dataset(data_vars, coords=coords)
-    dataset.attrs.update(esmwatch_version=__version__, feature_definitions=definitions_hash(),
-                         Conventions="CF-1.8")
+    dataset.attrs.update(
+        esmwatch_version=__version__, feature_definitions=definitions_hash(), Conventions="CF-1.8"
+    )
     return dataset, problems
 
 
@@ -321,23 +340,30 @@ def _reduction_text(feature: Feature) -> str:
     return "area-weighted mean over the region's domain cells"
 
 
-def _missing_months(months_by_component: dict[tuple[str, str], set[str]],
-                    where: dict[tuple[str, str], Path]) -> list[InputFileError]:
+def _missing_months(
+    months_by_component: dict[tuple[str, str], set[str]], where: dict[tuple[str, str], Path]
+) -> list[InputFileError]:
     problems = []
     for (case, component), months in sorted(months_by_component.items()):
         expected = _month_range(min(months), max(months))
         missing = [m for m in expected if m not in months]
         if missing:
             shown = ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else "")
-            problems.append(InputFileError(
-                where[(case, component)],
-                f"{case} {component}: {len(missing)} month(s) missing ({shown}); left as NaN"))
+            problems.append(
+                InputFileError(
+                    where[(case, component)],
+                    f"{case} {component}: {len(missing)} month(s) missing ({shown}); left as NaN",
+                )
+            )
     return problems
 
 
-def _missing_variables(cells: dict[tuple[str, str], dict], months_by_component: dict,
-                       where: dict[tuple[str, str], Path], sources: dict[str, set[str]]
-                       ) -> list[InputFileError]:
+def _missing_variables(
+    cells: dict[tuple[str, str], dict],
+    months_by_component: dict,
+    where: dict[tuple[str, str], Path],
+    sources: dict[str, set[str]],
+) -> list[InputFileError]:
     """Features that other members have but a member with files of that component lacks."""
     lacking: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for name in sorted({n for (_, n) in cells}):
@@ -346,9 +372,11 @@ def _missing_variables(cells: dict[tuple[str, str], dict], months_by_component: 
             if comp == component and (case, name) not in cells:
                 lacking[(case, component, " or ".join(sorted(sources[name])))].append(name)
     return [
-        InputFileError(where[(case, component)],
-                       f"{case}: no {source} in its {component} files; features "
-                       f"{', '.join(names)} left as NaN")
+        InputFileError(
+            where[(case, component)],
+            f"{case}: no {source} in its {component} files; features "
+            f"{', '.join(names)} left as NaN",
+        )
         for (case, component, source), names in sorted(lacking.items())
     ]
 

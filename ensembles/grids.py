@@ -88,7 +88,9 @@ def _pop(nc: netCDF4.Dataset, path: str, _: Any) -> Grid:
     region_mask = _optional(nc, "REGION_MASK")
     mask_source = kmt if kmt is not None else region_mask
     if mask_source is None:
-        raise InputFileError(path, "POP file has neither KMT nor REGION_MASK: cannot tell ocean cells")
+        raise InputFileError(
+            path, "POP file has neither KMT nor REGION_MASK: cannot tell ocean cells"
+        )
     depth = _optional(nc, "HT")
     if depth is not None:
         depth = depth * conversion(getattr(nc.variables["HT"], "units", "cm"), "m")[0]
@@ -123,8 +125,9 @@ def _mom6(nc: netCDF4.Dataset, path: str, static: netCDF4.Dataset | None) -> Gri
     source = nc if "geolat" in nc.variables else static
     if source is None:
         raise InputFileError(
-            path, "MOM6 history file without geolat/geolon and no static file "
-            "(<case>.mom6.h.static.nc or <case>.mom6.static.nc) found for its case"
+            path,
+            "MOM6 history file without geolat/geolon and no static file "
+            "(<case>.mom6.h.static.nc or <case>.mom6.static.nc) found for its case",
         )
     spath = source.filepath()
     wet = _optional(source, "wet")
@@ -173,8 +176,9 @@ def _cam(nc: netCDF4.Dataset, path: str, aux: netCDF4.Dataset | None) -> Grid:
         area = _read(nc, "area", path)
         if abs(area.sum() / UNIT_SPHERE_AREA - 1.0) < 0.01:  # SE areas on the unit sphere
             area = area * EARTH_RADIUS_M**2
-        return Grid("cam", ("ncol",), _read(nc, "lat", path), _read(nc, "lon", path), area,
-                    **fractions)
+        return Grid(
+            "cam", ("ncol",), _read(nc, "lat", path), _read(nc, "lon", path), area, **fractions
+        )
     lat, lon = _read(nc, "lat", path), _read(nc, "lon", path)
     gw = _read(nc, "gw", path)
     area1d = gw / gw.sum() * 2.0 * 2.0 * np.pi * EARTH_RADIUS_M**2 / lon.size
@@ -196,8 +200,9 @@ def _clm(nc: netCDF4.Dataset, path: str, _: Any) -> Grid:
 _READERS = {"pop": _pop, "mom6": _mom6, "cice": _cice, "cam": _cam, "clm2": _clm}
 
 
-def read_grid(model: str, nc: netCDF4.Dataset, path: str,
-              aux: netCDF4.Dataset | None = None) -> Grid:
+def read_grid(
+    model: str, nc: netCDF4.Dataset, path: str, aux: netCDF4.Dataset | None = None
+) -> Grid:
     """Grid of ``model`` from an open file, completed from an auxiliary file.
 
     The auxiliary file is the MOM6 static grid file, or for CAM time series the case's

@@ -22,8 +22,12 @@ from ensembles.registry import registry, variables
 from ensembles.timeaxis import BOUNDS_NAMES
 
 
-def open_history(paths: str | Path | Sequence[str | Path], *, static: str | Path | None = None,
-                 chunks: dict | str | None = "auto") -> xr.Dataset:
+def open_history(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    static: str | Path | None = None,
+    chunks: dict | str | None = "auto",
+) -> xr.Dataset:
     """Open one or more history files of one case and model lazily.
 
     Parameters
@@ -39,9 +43,15 @@ def open_history(paths: str | Path | Sequence[str | Path], *, static: str | Path
     model = parse_filename(files[0]).model
     try:
         ds = xr.open_mfdataset(
-            files, engine="netcdf4", combine="nested", concat_dim="time", chunks=chunks,
-            decode_times=CFDatetimeCoder(use_cftime=True), data_vars="minimal",
-            coords="minimal", compat="override",
+            files,
+            engine="netcdf4",
+            combine="nested",
+            concat_dim="time",
+            chunks=chunks,
+            decode_times=CFDatetimeCoder(use_cftime=True),
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
         )
     except (OSError, ValueError) as err:
         raise InputFileError(files[0], f"cannot open with xarray: {err}") from None
@@ -71,11 +81,13 @@ def _to_canonical_units(ds: xr.Dataset, model: str) -> xr.Dataset:
                 if name not in ds or "units" not in ds[name].attrs:
                     continue
                 target = "m s-1" if variable.reduction == "integral" else variable.units
-                scale, offset = conversion(ds[name].attrs["units"], target,
-                                           registry().water_density)
+                scale, offset = conversion(
+                    ds[name].attrs["units"], target, registry().water_density
+                )
                 converted = (ds[name] * scale + offset) * variable.sign
-                updates[name] = converted.assign_attrs({**ds[name].attrs, "units": target,
-                                                        "original_units": ds[name].attrs["units"]})
+                updates[name] = converted.assign_attrs(
+                    {**ds[name].attrs, "units": target, "original_units": ds[name].attrs["units"]}
+                )
     return ds.assign(updates)
 
 
@@ -87,6 +99,7 @@ def _attach_area(ds: xr.Dataset, path: Path, model: str, static: str | Path | No
     finally:
         if static_nc is not None:
             static_nc.close()
-    area = xr.DataArray(grid.area_m2, dims=grid.dims,
-                        attrs={"units": "m2", "long_name": "cell area"})
+    area = xr.DataArray(
+        grid.area_m2, dims=grid.dims, attrs={"units": "m2", "long_name": "cell area"}
+    )
     return ds.assign_coords(cell_area_m2=area)

@@ -37,7 +37,9 @@ class Variable(BaseModel):
 
     def source_options(self, model: str) -> list[tuple[str, ...]]:
         """Alternatives for ``model``, each a tuple of variables to add up."""
-        return [tuple(part.strip() for part in alt.split("+")) for alt in self.sources.get(model, ())]
+        return [
+            tuple(part.strip() for part in alt.split("+")) for alt in self.sources.get(model, ())
+        ]
 
 
 class Feature(BaseModel):
@@ -89,9 +91,13 @@ def _parse(raw: dict) -> Registry:
     for stem, by_region in raw["features"].items():
         variable = stem.removesuffix("_upper")
         if variable not in variables_:
-            raise ConfigurationError(f"registry feature {stem!r} names unknown variable {variable!r}")
+            raise ConfigurationError(
+                f"registry feature {stem!r} names unknown variable {variable!r}"
+            )
         if stem.endswith("_upper") != (variables_[variable].vertical == "upper"):
-            raise ConfigurationError(f"registry feature {stem!r}: `_upper` must match vertical: upper")
+            raise ConfigurationError(
+                f"registry feature {stem!r}: `_upper` must match vertical: upper"
+            )
         for region, (process, role) in by_region.items():
             name = f"{stem}_{region}"
             features_[name] = Feature(

@@ -82,7 +82,9 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
                 "(monthly features need monthly streams)",
             )
         if np.isnan(bnds).any():
-            raise InputFileError(path, "time bounds hold missing values (file still being written?)")
+            raise InputFileError(
+                path, "time bounds hold missing values (file still being written?)"
+            )
         months = _months_of(bnds.mean(axis=1), units, calendar, path)
     else:
         dates = _decode(read_values(time), units, calendar, path)
@@ -90,7 +92,9 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
         notes.append("no time bounds: month taken from the time stamp")
     indices = _last_of_each_month(months)
     if len(indices) != len(months) or np.any(np.diff(indices) < 0):
-        notes.append("time not monotonic or repeated (restart overlap?): kept the last value per month")
+        notes.append(
+            "time not monotonic or repeated (restart overlap?): kept the last value per month"
+        )
     return FileTime([months[i] for i in indices], indices, calendar, notes)
 
 

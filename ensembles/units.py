@@ -53,8 +53,14 @@ def conversion(source: str, target: str, water_density: float = 1000.0) -> tuple
     try:
         src = _quantity(source)
         dst = _quantity(target)
-    except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, TypeError,
-            AttributeError, AssertionError, ValueError) as err:
+    except (
+        pint.errors.UndefinedUnitError,
+        pint.errors.DefinitionSyntaxError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        ValueError,
+    ) as err:
         raise UnitError(f"cannot parse units {source!r} or {target!r}: {err}") from None
     density = ureg.Quantity(water_density, "kg m-3")
     if src.dimensionality == _VOLUME_FLUX and dst.dimensionality == _MASS_FLUX:

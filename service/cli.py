@@ -33,10 +33,13 @@ app.command()(beat)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False
-          ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -47,25 +50,42 @@ def _fail(err: Exception) -> typer.Exit:
 @app.command()
 def synth(
     outdir: Annotated[Path, typer.Argument(help="Directory to write the ensemble into.")],
-    kind: Annotated[str, typer.Option(help="freeze-database, pertlim, control, candidate or ppe.")
-                    ] = "freeze-database",
-    scenario: Annotated[str, typer.Option(help="Planted cause, e.g. greenland_runoff, "
-                                          "sea_ice_import, precipitation, null.")] = "greenland_runoff",
+    kind: Annotated[
+        str, typer.Option(help="freeze-database, pertlim, control, candidate or ppe.")
+    ] = "freeze-database",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="Planted cause, e.g. greenland_runoff, sea_ice_import, precipitation, null."
+        ),
+    ] = "greenland_runoff",
     members: Annotated[int, typer.Option(min=1)] = 8,
     years: Annotated[int, typer.Option(min=1)] = 30,
     seed: Annotated[int, typer.Option()] = 0,
-    flavour: Annotated[str, typer.Option(help="cesm3 (MOM6, CAM-SE) or cesm2 (POP, CAM-FV).")
-                       ] = "cesm3",
+    flavour: Annotated[
+        str, typer.Option(help="cesm3 (MOM6, CAM-SE) or cesm2 (POP, CAM-FV).")
+    ] = "cesm3",
     size: Annotated[str, typer.Option(help="Grid size: default or small.")] = "default",
-    layout: Annotated[str, typer.Option(help="history (short-term archive) or tseries.")
-                      ] = "history",
+    layout: Annotated[
+        str, typer.Option(help="history (short-term archive) or tseries.")
+    ] = "history",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from ensembles.synth.ensemble import synthesize
 
     try:
-        root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
-                          seed=seed, flavour=flavour, size=size, layout=layout, progress=True)
+        root = synthesize(
+            outdir,
+            kind=kind,
+            scenario=scenario,
+            members=members,
+            years=years,
+            seed=seed,
+            flavour=flavour,
+            size=size,
+            layout=layout,
+            progress=True,
+        )
     except EsmwatchError as err:
         raise _fail(err) from None
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
@@ -74,8 +94,9 @@ def synth(
 @app.command()
 def catalog(
     roots: Annotated[list[Path], typer.Argument(help="Data roots to scan.")],
-    output: Annotated[str, typer.Option("-o", "--output", help="Catalog name (NAME.json + NAME.csv).")
-                      ] = "catalog",
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Catalog name (NAME.json + NAME.csv).")
+    ] = "catalog",
     outdir: Annotated[Path, typer.Option(help="Where to write the catalog.")] = Path("."),
 ) -> None:
     """Write an intake-esm compatible catalog (esmcat JSON + CSV) of CESM files."""
@@ -88,17 +109,21 @@ def catalog(
         raise _fail(err) from None
     for problem in problems:
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"catalogued {len(table)} files of {table['case'].nunique() if len(table) else 0} "
-               f"cases -> {path}")
+    typer.echo(
+        f"catalogued {len(table)} files of {table['case'].nunique() if len(table) else 0} "
+        f"cases -> {path}"
+    )
 
 
 @app.command("features")
 def features_cmd(
     roots: Annotated[list[Path], typer.Argument(help="Data roots to scan.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="netCDF file to write.")
-                      ] = Path("features.nc"),
-    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
-                         ] = Path(".esmwatch-cache"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="netCDF file to write.")] = Path(
+        "features.nc"
+    ),
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Per-file feature cache directory.")
+    ] = Path(".esmwatch-cache"),
     workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
@@ -112,6 +137,8 @@ def features_cmd(
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
     ds = result.dataset
-    typer.echo(f"{ds.sizes.get('member', 0)} members x {ds.sizes.get('time', 0)} months x "
-               f"{len(ds.data_vars)} features -> {output} ({result.files_read} files read, "
-               f"{result.files_cached} from cache, {len(result.problems)} problems)")
+    typer.echo(
+        f"{ds.sizes.get('member', 0)} members x {ds.sizes.get('time', 0)} months x "
+        f"{len(ds.data_vars)} features -> {output} ({result.files_read} files read, "
+        f"{result.files_cached} from cache, {len(result.problems)} problems)"
+    )

@@ -16,9 +16,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from ensembles import __version__  # noqa: E402
+from ensembles import __version__
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
@@ -71,12 +71,15 @@ def _section(section: Section) -> str:
     parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
     for table in section.tables:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
-                       for row in table.rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in table.rows
+        )
         parts.append(f"<table><tr>{head}</tr>{body}</table>")
-    parts += [f'<figure><img src="{html.escape(f.filename)}" alt="{html.escape(f.caption)}">'
-              f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
-              for f in section.figures]
+    parts += [
+        f'<figure><img src="{html.escape(f.filename)}" alt="{html.escape(f.caption)}">'
+        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+        for f in section.figures
+    ]
     return "\n".join(parts)
 
 
@@ -84,9 +87,11 @@ def write_report(outdir: Path, title: str, sections: Sequence[Section]) -> Path:
     """Write ``report.html`` in ``outdir`` (via a temporary name, then renamed)."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join(_section(s) for s in sections)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}"
-            f"<footer>esmwatch {__version__}, {stamp}</footer></body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}"
+        f"<footer>esmwatch {__version__}, {stamp}</footer></body></html>"
+    )
     target = outdir / "report.html"
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(page)

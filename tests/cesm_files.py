@@ -26,8 +26,15 @@ def centres(edges: np.ndarray) -> np.ndarray:
     return 0.5 * (edges[1:] + edges[:-1])
 
 
-def _time(nc: netCDF4.Dataset, months: list[int], *, year: int, stamp: str, bounds_name: str,
-          units: str = "days since 0001-01-01 00:00:00") -> None:
+def _time(
+    nc: netCDF4.Dataset,
+    months: list[int],
+    *,
+    year: int,
+    stamp: str,
+    bounds_name: str,
+    units: str = "days since 0001-01-01 00:00:00",
+) -> None:
     nc.createDimension("time", None)
     nc.createDimension("d2", 2)
     t = nc.createVariable("time", "f8", ("time",))
@@ -35,7 +42,8 @@ def _time(nc: netCDF4.Dataset, months: list[int], *, year: int, stamp: str, boun
     b = nc.createVariable(bounds_name, "f8", ("time", "d2"))
     days = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
     offset = netCDF4.date2num(
-        __import__("cftime").datetime(year, 1, 1, calendar="noleap"), units, "noleap")
+        __import__("cftime").datetime(year, 1, 1, calendar="noleap"), units, "noleap"
+    )
     lo = np.array([offset + days[m - 1] for m in months], dtype=float)
     hi = np.array([offset + days[m] for m in months], dtype=float)
     b[:] = np.stack([lo, hi], axis=1)
@@ -49,12 +57,27 @@ def _var(nc, name, dims, values, units, dtype="f4"):
     return v
 
 
-def write_pop(path: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *, months=(1,), year=1,
-              dz_cm=(1000.0, 2000.0, 2000.0, 5000.0, 10000.0), depth_cm=None) -> Path:
+def write_pop(
+    path: Path,
+    lat_e,
+    lon_e,
+    fields: dict[str, np.ndarray],
+    *,
+    months=(1,),
+    year=1,
+    dz_cm=(1000.0, 2000.0, 2000.0, 5000.0, 10000.0),
+    depth_cm=None,
+) -> Path:
     lat, lon = np.meshgrid(centres(lat_e), centres(lon_e) % 360, indexing="ij")
     with netCDF4.Dataset(path, "w") as nc:
-        _time(nc, list(months), year=year, stamp="end", bounds_name="time_bound",
-              units="days since 0000-01-01 00:00:00")
+        _time(
+            nc,
+            list(months),
+            year=year,
+            stamp="end",
+            bounds_name="time_bound",
+            units="days since 0000-01-01 00:00:00",
+        )
         nc.createDimension("nlat", lat.shape[0])
         nc.createDimension("nlon", lat.shape[1])
         nc.createDimension("z_t", len(dz_cm))
@@ -65,18 +88,37 @@ def write_pop(path: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *, months
         _var(nc, "TLONG", ("nlat", "nlon"), lon, "degrees_east", "f8")
         _var(nc, "TAREA", ("nlat", "nlon"), cell_areas(lat_e, lon_e) * 1e4, "centimeter^2", "f8")
         _var(nc, "KMT", ("nlat", "nlon"), np.full(lat.shape, len(dz)), "1", "i4")
-        _var(nc, "HT", ("nlat", "nlon"),
-             np.full(lat.shape, 3.0e5) if depth_cm is None else depth_cm, "centimeter", "f8")
-        units = {"SALT": "gram/kilogram", "TEMP": "degC", "HMXL": "centimeter",
-                 "ROFF_F": "kg/m^2/s", "SHF": "watt/m^2"}
+        _var(
+            nc,
+            "HT",
+            ("nlat", "nlon"),
+            np.full(lat.shape, 3.0e5) if depth_cm is None else depth_cm,
+            "centimeter",
+            "f8",
+        )
+        units = {
+            "SALT": "gram/kilogram",
+            "TEMP": "degC",
+            "HMXL": "centimeter",
+            "ROFF_F": "kg/m^2/s",
+            "SHF": "watt/m^2",
+        }
         for name, values in fields.items():
             dims = ("time", "z_t", "nlat", "nlon") if values.ndim == 4 else ("time", "nlat", "nlon")
             _var(nc, name, dims, values, units[name])
     return path
 
 
-def write_mom6(hist: Path, static: Path, lat_e, lon_e, fields: dict[str, np.ndarray], *,
-               months=(1,), z_i=(0.0, 10.0, 30.0, 50.0, 100.0, 200.0)) -> None:
+def write_mom6(
+    hist: Path,
+    static: Path,
+    lat_e,
+    lon_e,
+    fields: dict[str, np.ndarray],
+    *,
+    months=(1,),
+    z_i=(0.0, 10.0, 30.0, 50.0, 100.0, 200.0),
+) -> None:
     lat, lon = np.meshgrid(centres(lat_e), centres(lon_e), indexing="ij")
     with netCDF4.Dataset(static, "w") as nc:
         nc.createDimension("yh", lat.shape[0])
@@ -101,24 +143,37 @@ def write_mom6(hist: Path, static: Path, lat_e, lon_e, fields: dict[str, np.ndar
             _var(nc, name, dims, values, units[name])
 
 
-def write_cam_se(path: Path, lat: np.ndarray, lon: np.ndarray, area_unit_sphere: np.ndarray,
-                 landfrac: np.ndarray, fields: dict[str, np.ndarray], months=(1,)) -> Path:
+def write_cam_se(
+    path: Path,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    area_unit_sphere: np.ndarray,
+    landfrac: np.ndarray,
+    fields: dict[str, np.ndarray],
+    months=(1,),
+) -> Path:
     with netCDF4.Dataset(path, "w") as nc:
         _time(nc, list(months), year=1, stamp="mid", bounds_name="time_bnds")
         nc.createDimension("ncol", lat.size)
         _var(nc, "lat", ("ncol",), lat, "degrees_north", "f8")
         _var(nc, "lon", ("ncol",), lon, "degrees_east", "f8")
         _var(nc, "area", ("ncol",), area_unit_sphere, "1", "f8")
-        _var(nc, "LANDFRAC", ("time", "ncol"), np.broadcast_to(landfrac, (len(months), lat.size)),
-             "fraction")
+        _var(
+            nc,
+            "LANDFRAC",
+            ("time", "ncol"),
+            np.broadcast_to(landfrac, (len(months), lat.size)),
+            "fraction",
+        )
         units = {"PRECT": "m/s", "PRECC": "m/s", "PRECL": "m/s", "PSL": "Pa"}
         for name, values in fields.items():
             _var(nc, name, ("time", "ncol"), values, units[name])
     return path
 
 
-def write_clm_latlon(path: Path, lat_e, lon_e, landfrac: np.ndarray,
-                     fields: dict[str, np.ndarray], months=(1,)) -> Path:
+def write_clm_latlon(
+    path: Path, lat_e, lon_e, landfrac: np.ndarray, fields: dict[str, np.ndarray], months=(1,)
+) -> Path:
     with netCDF4.Dataset(path, "w") as nc:
         _time(nc, list(months), year=1, stamp="end", bounds_name="time_bounds")
         nc.createDimension("lat", lat_e.size - 1)

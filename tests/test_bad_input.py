@@ -22,10 +22,14 @@ def pop_file(root: Path, member: str, month: int, *, months=None, fields=None) -
     path = root / case / "ocn" / "hist" / f"{case}.pop.h.0001-{month:02d}.nc"
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(months or (month,))
-    fields = fields if fields is not None else {
-        "SALT": np.full((n, 5, *SHAPE), 34.5 + month / 100),
-        "HMXL": np.full((n, *SHAPE), 1.0e5),
-    }
+    fields = (
+        fields
+        if fields is not None
+        else {
+            "SALT": np.full((n, 5, *SHAPE), 34.5 + month / 100),
+            "HMXL": np.full((n, *SHAPE), 1.0e5),
+        }
+    )
     return write_pop(path, LAT_E, LON_E, fields, months=months or (month,))
 
 
@@ -92,8 +96,13 @@ def test_missing_month(archive: Path) -> None:
 
 
 def test_non_monotonic_time_keeps_last_value(archive: Path) -> None:
-    path = pop_file(archive, "001", 4, months=(4, 5, 4),
-                    fields={"SALT": np.stack([np.full((5, *SHAPE), v) for v in (1.0, 2.0, 3.0)])})
+    path = pop_file(
+        archive,
+        "001",
+        4,
+        months=(4, 5, 4),
+        fields={"SALT": np.stack([np.full((5, *SHAPE), v) for v in (1.0, 2.0, 3.0)])},
+    )
     result = build_features([archive], scheduler="synchronous")
     assert "not monotonic" in _only(_problems(result), str(path))
     salt = result.dataset["so_upper_labsea"].sel(member=f"{CASE}.001")
@@ -101,8 +110,12 @@ def test_non_monotonic_time_keeps_last_value(archive: Path) -> None:
 
 
 def test_fill_values_and_nan(archive: Path) -> None:
-    path = pop_file(archive, "002", 4, fields={"SALT": np.full((1, 5, *SHAPE), 9.96921e36),
-                                               "HMXL": np.full((1, *SHAPE), np.nan)})
+    path = pop_file(
+        archive,
+        "002",
+        4,
+        fields={"SALT": np.full((1, 5, *SHAPE), 9.96921e36), "HMXL": np.full((1, *SHAPE), np.nan)},
+    )
     result = build_features([archive], scheduler="synchronous")
     problems = _problems(result)
     assert "all values missing" in _only(problems, "so_upper_labsea: all values missing")

@@ -52,6 +52,12 @@ def test_deep_explainer_is_exact_in_float64(explanations) -> None:
     assert additivity_error(explanations["cnn"]) < 1e-9
 
 
+def test_cnn_explanation_with_a_partial_last_time_bin() -> None:
+    X, y, groups = DATA["sequence"](length=10)  # 4 bins of 3, 3, 3 and 1 months
+    model = get_model("cnn").build(seed=0).fit(X, y, groups=groups)
+    assert additivity_error(explain(model, "cnn", X[:50], X[-20:])) < 1e-9
+
+
 @pytest.mark.parametrize("name", [n for n in LEARNED if get_model(n).input == "summary"])
 def test_planted_features_rank_first(name: str, explanations) -> None:
     importance = np.abs(explanations[name].values).mean(axis=0)

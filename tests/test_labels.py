@@ -13,18 +13,25 @@ from ensembles.timeaxis import month_centre
 
 def _table(mld: np.ndarray, ice: np.ndarray, name: str = "xmxl") -> xr.Dataset:
     months = [f"{y:04d}-{m:02d}" for y in range(1, mld.shape[1] // 12 + 1) for m in range(1, 13)]
-    coords = {"member": [f"m{i}" for i in range(mld.shape[0])],
-              "time": [month_centre(m) for m in months]}
-    return xr.Dataset({f"{name}_labsea_interior": (("member", "time"), mld),
-                       "aice_labsea_interior": (("member", "time"), ice)}, coords=coords)
+    coords = {
+        "member": [f"m{i}" for i in range(mld.shape[0])],
+        "time": [month_centre(m) for m in months],
+    }
+    return xr.Dataset(
+        {
+            f"{name}_labsea_interior": (("member", "time"), mld),
+            "aice_labsea_interior": (("member", "time"), ice),
+        },
+        coords=coords,
+    )
 
 
 def _series(years: int, frozen_from: int | None) -> tuple[np.ndarray, np.ndarray]:
     mld = np.full(years * 12, 1500.0)
     ice = np.full(years * 12, 0.1)
     if frozen_from is not None:
-        mld[(frozen_from - 1) * 12:] = 100.0
-        ice[(frozen_from - 1) * 12:] = 0.9
+        mld[(frozen_from - 1) * 12 :] = 100.0
+        ice[(frozen_from - 1) * 12 :] = 0.9
     return mld, ice
 
 
@@ -42,7 +49,9 @@ def test_short_episodes_are_not_freezes() -> None:
     mld[2 * 12 : 4 * 12], ice[2 * 12 : 4 * 12] = 100.0, 0.9  # two winters only
     labels = label_freezes(_table(mld[None], ice[None]), LabelRule(consecutive_winters=3))
     assert not labels.froze.item()
-    assert label_freezes(_table(mld[None], ice[None]), LabelRule(consecutive_winters=2)).froze.item()
+    assert label_freezes(
+        _table(mld[None], ice[None]), LabelRule(consecutive_winters=2)
+    ).froze.item()
 
 
 def test_and_or_rules_and_per_diagnostic_thresholds() -> None:
@@ -51,8 +60,9 @@ def test_and_or_rules_and_per_diagnostic_thresholds() -> None:
     table = _table(mld[None], ice[None], name="hmxl")
     assert not label_freezes(table, LabelRule(combine="and")).froze.item()
     assert label_freezes(table, LabelRule(combine="or")).froze.item()
-    assert not label_freezes(table, LabelRule(mld_threshold_m={"hmxl": 200.0}, combine="mld")
-                             ).froze.item()
+    assert not label_freezes(
+        table, LabelRule(mld_threshold_m={"hmxl": 200.0}, combine="mld")
+    ).froze.item()
 
 
 def test_missing_label_features_is_a_clear_error() -> None:

@@ -17,6 +17,7 @@ from detectors import models as registry
 from detectors.models import (
     ModelSpec,
     TorchClassifier,
+    TrainingConfig,
     get_model,
     grouped_folds,
     models,
@@ -123,6 +124,14 @@ def test_fit_leaves_global_torch_state_alone() -> None:
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
     assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("length", [3, 10, 24, 37])
+def test_cnn_takes_any_window_length(length: int) -> None:
+    X, y, groups = planted_sequence(channels=2, length=length)
+    model = get_model("cnn").build(seed=0, training=TrainingConfig(max_epochs=2))
+    assert model.fit(X, y, groups=groups).predict_proba(X).shape == (len(X),)
 
 
 def test_validation_split_holds_out_whole_members() -> None:

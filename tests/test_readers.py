@@ -15,8 +15,13 @@ SHAPE = (LAT_E.size - 1, LON_E.size - 1)
 
 def test_open_history_is_lazy_centred_and_canonical(tmp_path):
     paths = [
-        write_pop(tmp_path / f"c.001.pop.h.0001-{m:02d}.nc", LAT_E, LON_E,
-                  {"HMXL": np.full((1, *SHAPE), 1.0e5 * m)}, months=(m,))
+        write_pop(
+            tmp_path / f"c.001.pop.h.0001-{m:02d}.nc",
+            LAT_E,
+            LON_E,
+            {"HMXL": np.full((1, *SHAPE), 1.0e5 * m)},
+            months=(m,),
+        )
         for m in (1, 2)
     ]
     ds = open_history(paths)

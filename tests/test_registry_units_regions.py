@@ -79,8 +79,9 @@ def test_every_feature_is_named_and_described(name: str) -> None:
     assert feature.process in processes()
     assert feature.role in ("state", "driver", "feedback")
     assert feature.units == ("mSv" if feature.var.reduction == "integral" else feature.var.units)
-    conversion(feature.var.units, "m s-1" if feature.var.reduction == "integral"
-               else feature.var.units)  # canonical units parse and integrals are water fluxes
+    conversion(
+        feature.var.units, "m s-1" if feature.var.reduction == "integral" else feature.var.units
+    )  # canonical units parse and integrals are water fluxes
 
 
 def test_roles_depend_on_region() -> None:

@@ -13,15 +13,25 @@ import pytest
 from ensembles.features import build_features
 from ensembles.synth.ensemble import simulate_ensemble, synthesize
 
-MIXED_LAYER = {"cesm2": {"hmxl_labsea_interior", "xmxl_labsea_interior"},
-               "cesm3": {"mld_003_labsea_interior", "mlotst_labsea_interior"}}
+MIXED_LAYER = {
+    "cesm2": {"hmxl_labsea_interior", "xmxl_labsea_interior"},
+    "cesm3": {"mld_003_labsea_interior", "mlotst_labsea_interior"},
+}
 
 
 @pytest.mark.parametrize("layout", ["history", "tseries"])
 @pytest.mark.parametrize("flavour", ["cesm2", "cesm3"])
 def test_features_recover_planted_signals(tmp_path, flavour: str, layout: str) -> None:
-    synthesize(tmp_path, kind="freeze-database", members=2, years=1, size="small",
-               flavour=flavour, layout=layout, seed=3)
+    synthesize(
+        tmp_path,
+        kind="freeze-database",
+        members=2,
+        years=1,
+        size="small",
+        flavour=flavour,
+        layout=layout,
+        seed=3,
+    )
     result = build_features([tmp_path], scheduler="synchronous")
     assert [str(p) for p in result.problems] == []
     sim = simulate_ensemble("freeze-database", "greenland_runoff", members=2, years=1, seed=3)
@@ -29,6 +39,7 @@ def test_features_recover_planted_signals(tmp_path, flavour: str, layout: str) -
     expected = set(sim.features) - other
     assert set(result.dataset.data_vars) == expected
     for name in expected:
-        np.testing.assert_allclose(result.dataset[name].values, sim.features[name], rtol=1e-5,
-                                   atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            result.dataset[name].values, sim.features[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
     assert result.dataset.sizes == {"member": 2, "time": 12}

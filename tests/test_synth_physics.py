@@ -193,11 +193,13 @@ def test_the_covarying_decoy_correlates_but_has_no_effect(
     assert not np.allclose(rerun.salinity, sim.column.salinity)
 
 
-def test_routed_away_decoy_budget_terms_do_not_covary(
+def test_land_and_ocean_runoff_tell_the_same_story_unless_routed_away(
         database: dict[str, physics.Simulation]) -> None:
-    """Continental runoff co-varies on land, but not where it would enter the Lab Sea."""
+    """Greenland runoff reaches the shelf; co-varying continental runoff goes to Hudson Bay."""
     f = database["greenland_runoff"].features
+    assert _correlation(f["qrunoff_greenland"], f["friver_west_greenland_shelf"]) > 0.8
     assert abs(_correlation(f["qrunoff_greenland"], f["friver_labrador_shelf"])) < 0.2
+    assert _correlation(f["qrunoff_greenland"], f["qrunoff_north_america_ne"]) > 0.4
 
 
 def test_simulation_is_deterministic_and_members_are_independent_of_ensemble_size() -> None:
@@ -288,6 +290,9 @@ def test_synthesize_writes_a_freeze_database_and_its_truth(tmp_path: Path) -> No
     pytest.importorskip("ensembles.synth.writers")
     root = ensemble.synthesize(tmp_path / "db", kind="freeze-database", members=3, years=2,
                                size="small")
+    again = ensemble.synthesize(tmp_path / "again", kind="freeze-database", members=3, years=2,
+                                size="small", layout="tseries")
+    assert (root / "truth.json").read_text() == (again / "truth.json").read_text()
     truth = json.loads((root / "truth.json").read_text())
     cases = [m["case"] for m in truth["members"]]
     assert cases == [f"b.e30_alpha09b.B1850C_MTso.ne30_t232_wgx3.{n:03d}" for n in (1, 2, 3)]

@@ -17,8 +17,9 @@ from ensembles.synth.physics import Simulation
 from ensembles.timeaxis import month_centre
 
 
-def feature_table(sim: Simulation, cases: Sequence[str], *, ensemble: str = "synthetic",
-                  start_year: int = 1) -> xr.Dataset:
+def feature_table(
+    sim: Simulation, cases: Sequence[str], *, ensemble: str = "synthetic", start_year: int = 1
+) -> xr.Dataset:
     """Dataset (member, time) of every registry feature the simulation produced."""
     catalogue = registry_features()
     n_months = next(iter(sim.features.values())).shape[1]
@@ -28,11 +29,19 @@ def feature_table(sim: Simulation, cases: Sequence[str], *, ensemble: str = "syn
         if name not in catalogue:
             continue
         feature = catalogue[name]
-        data[name] = (("member", "time"), np.asarray(values, dtype=float), {
-            "units": feature.units, "process": feature.process, "role": feature.role,
-            "component": feature.var.component, "region": feature.region,
-            "source_variable": "synthetic", "reduction": feature.var.reduction,
-        })
+        data[name] = (
+            ("member", "time"),
+            np.asarray(values, dtype=float),
+            {
+                "units": feature.units,
+                "process": feature.process,
+                "role": feature.role,
+                "component": feature.var.component,
+                "region": feature.region,
+                "source_variable": "synthetic",
+                "reduction": feature.var.reduction,
+            },
+        )
     coords = {
         "member": list(cases),
         "time": [month_centre(m) for m in months],
