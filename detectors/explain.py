@@ -37,6 +37,7 @@ from detectors.models import (
     Classifier,
     GBMClassifier,
     LogisticClassifier,
+    MarginClassifier,
     ModelSpec,
     TorchClassifier,
     check_inputs,
@@ -224,10 +225,9 @@ _EXPLAINERS: dict[type, Callable[[Any, np.ndarray, np.ndarray], Explanation]] = 
 
 def _margin(model: Classifier) -> Callable[[np.ndarray], np.ndarray]:
     """The model's log-odds function, the space every explanation here is in."""
-    margin = getattr(model, "decision_function", None)
-    if margin is None:
+    if not isinstance(model, MarginClassifier):
         raise ConfigurationError(f"{type(model).__name__} exposes no log-odds (decision_function)")
-    return margin
+    return model.decision_function
 
 
 def _sample_rows(X: np.ndarray, k: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -182,22 +182,33 @@ def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
 def grouped_folds(
     y: np.ndarray, groups: np.ndarray | None, *, n_splits: int = 5, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds that keep each member (group) whole.
+    """Stratified folds that keep each member (group) whole, each able to train a model.
 
     Windows of one member are nearly copies of each other, so a split that separates them
     would score the model on its own training data. With fewer than 3 members there is no
-    sensible grouped split, and a plain stratified split is used instead (logged).
+    sensible grouped split, and a plain stratified split is used instead (logged). A fold
+    whose training part lacks a class (the only frozen member held out) is dropped.
+
+    Raises
+    ------
+    ConfigurationError
+        When no fold leaves both classes to train on.
     """
     n_groups = 0 if groups is None else len(np.unique(groups))
     index = np.zeros(len(y))
     if n_groups >= 3:
         k = min(n_splits, n_groups)
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(splitter.split(index, y, groups))
-    if groups is not None:
-        log.warning("only %d member(s): held-out split is not grouped", n_groups)
-    k = min(n_splits, int(np.bincount(y).min()))
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(index, y))
+        folds = list(splitter.split(index, y, groups))
+    else:
+        if groups is not None:
+            log.warning("only %d member(s): held-out split is not grouped", n_groups)
+        k = min(n_splits, int(np.bincount(y).min()))
+        folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(index, y))
+    usable = [(train, valid) for train, valid in folds if len(np.unique(y[train])) == 2]
+    if not usable:
+        raise ConfigurationError("no held-out split of the members leaves both classes to train")
+    return usable
 
 
 def validation_split(

@@ -148,6 +148,14 @@ def test_few_members_fall_back_to_a_plain_split() -> None:
     assert len(train) + len(valid) == len(y) and 0.15 < len(valid) / len(y) < 0.25
 
 
+@pytest.mark.parametrize("name", LEARNED)
+def test_a_single_frozen_member_is_enough(name: str) -> None:
+    (X, y, groups), _ = halves(*DATA[get_model(name).input]())
+    y = (groups == 0).astype(int)  # the only positive member must stay in the training part
+    proba = get_model(name).build(seed=0).fit(X, y, groups=groups).predict_proba(X)
+    assert np.isfinite(proba).all()
+
+
 @pytest.mark.parametrize(
     ("X", "y", "match"),
     [

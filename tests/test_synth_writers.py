@@ -233,11 +233,12 @@ def reduce_feature(case_dir: Path, flavour: str, layout: str, feature: Feature) 
     data = _canonical(case_dir, flavour, component, layout, feature)
     region = regions()[feature.region]
     mask, _ = region_mask(feature.region, grid["lat"], grid["lon"], grid["depth"])
+    landfrac = (read_var(case_dir, flavour, component, layout, grid["landfrac_var"])[0]
+                if "landfrac_var" in grid else None)
     out = []
     for t in range(data.shape[0]):
-        if "landfrac_var" in grid:
-            landfrac = read_var(case_dir, flavour, component, layout, "LANDFRAC")[0][t]
-            frac = {"ocean": 1.0 - landfrac, "land": landfrac}[region.domain]
+        if landfrac is not None:  # CAM: fractional land, written every month
+            frac = {"ocean": 1.0 - landfrac[t], "land": landfrac[t]}[region.domain]
         else:
             frac = grid[region.domain]
         weight = np.where(mask, grid["area"] * frac, 0.0)

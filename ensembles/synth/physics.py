@@ -564,7 +564,7 @@ def make_drivers(scenario: Scenario, params: MemberParameters, noise: Noise
 
 def freshwater_channel(process: DriverProcess, drivers: Mapping[str, np.ndarray]) -> np.ndarray:
     """Interior freshwater anomaly (mSv) that a process would deliver if coupled."""
-    total = 0.0
+    total: np.ndarray | float = 0.0
     for f in process.features:
         if f.fw_weight:
             series = drivers[f.name]
@@ -684,7 +684,8 @@ def _step(state: ColumnState, month: int, freshwater: np.ndarray, air: np.ndarra
     entrain = params.mixing_efficiency * np.maximum(1.0 - UPPER_M / mld, 0.0)
     depth = np.maximum(mld, HEAT_DEPTH_M)
     temperature, ice, salinity = state.temperature, state.ice_volume, state.salinity
-    totals = {"heat_loss": 0.0, "turbulent_loss": 0.0, "ice_freshwater": 0.0}
+    zero = np.zeros_like(salinity)
+    totals = {"heat_loss": zero, "turbulent_loss": zero, "ice_freshwater": zero}
     part = 1.0 / SUBSTEPS
     for _ in range(SUBSTEPS):
         loss, turbulent = _heat_loss(temperature, ice, month, air, params)
@@ -696,8 +697,9 @@ def _step(state: ColumnState, month: int, freshwater: np.ndarray, air: np.ndarra
             totals[key] = totals[key] + part * value
     new = ColumnState(salinity, temperature, ice, buoyancy,
                       mld if month == MARCH else state.march_mld)
-    out = {"salinity": salinity, "temperature": temperature, "ice_volume": ice,
-           "ice_fraction": _ice_fraction(ice), "mld": mld, "convective": convective, **totals}
+    out: dict[str, np.ndarray] = {
+        "salinity": salinity, "temperature": temperature, "ice_volume": ice,
+        "ice_fraction": _ice_fraction(ice), "mld": mld, "convective": convective, **totals}
     return new, out
 
 
@@ -902,17 +904,16 @@ def frozen_winters(mld: np.ndarray, ice: np.ndarray) -> np.ndarray:
 
 def onset_years(mld: np.ndarray, ice: np.ndarray, consecutive: int = LABEL_WINTERS
                 ) -> np.ndarray:
-    """Index of the first winter of ``consecutive`` frozen winters (-1: never froze)."""
+    """Index of the first winter of ``consecutive`` frozen winters (-1: never froze).
+
+    The same rule as ``detectors.labels`` (which this layer may not import), so truth.json
+    and the detectors' labels agree on clean series.
+    """
     flags = frozen_winters(mld, ice)
-    out = np.full(flags.shape[0], -1)
-    for row, values in enumerate(flags):
-        run = 0
-        for year, value in enumerate(values):
-            run = run + 1 if value else 0
-            if run == consecutive:
-                out[row] = year - consecutive + 1
-                break
-    return out
+    if flags.shape[1] < consecutive:
+        return np.full(flags.shape[0], -1)
+    runs = np.all(np.lib.stride_tricks.sliding_window_view(flags, consecutive, axis=1), axis=2)
+    return np.where(np.any(runs, axis=1), np.argmax(runs, axis=1), -1)
 
 
 # --- one call ----------------------------------------------------------------------------
