@@ -11,7 +11,7 @@ scores compare like with like.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import kendalltau
+from numpy.lib.stride_tricks import sliding_window_view
 
 SALINITY_FEATURES = ("so_upper_labsea", "so_upper_labsea_interior", "sos_labsea")
 
@@ -22,41 +22,37 @@ def salinity_level(salinity: np.ndarray, months: int = 12) -> np.ndarray:
 
 
 def _detrend(x: np.ndarray) -> np.ndarray:
-    t = np.arange(x.size, dtype=float)
-    ok = np.isfinite(x)
-    if ok.sum() < 3:
-        return np.full_like(x, np.nan)
-    slope, intercept = np.polyfit(t[ok], x[ok], 1)
-    return x - (slope * t + intercept)
+    """Remove each row's least-squares line (rows with missing values become NaN)."""
+    t = np.arange(x.shape[1], dtype=float)
+    t = t - t.mean()
+    centred = x - x.mean(axis=1, keepdims=True)
+    slope = (centred * t).sum(axis=1, keepdims=True) / (t**2).sum()
+    return centred - slope * t
 
 
-def _rolling(x: np.ndarray, width: int, statistic) -> np.ndarray:
-    return np.array([statistic(x[i : i + width]) for i in range(x.size - width + 1)])
-
-
-def _ac1(x: np.ndarray) -> float:
-    a, b = x[:-1], x[1:]
-    if np.std(a) == 0 or np.std(b) == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+def _kendall_tau_vs_time(series: np.ndarray) -> np.ndarray:
+    """Kendall's tau of each row against its index (tau-a; equal to tau-b without ties)."""
+    k = series.shape[1]
+    i, j = np.triu_indices(k, 1)
+    return np.sign(series[:, j] - series[:, i]).sum(axis=1) / (k * (k - 1) / 2)
 
 
 def ews_trends(salinity: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kendall tau of rolling variance and of rolling lag-1 autocorrelation, per window.
 
     Follows the usual early-warning recipe (Dakos et al. 2012; ewstools): detrend, roll a
-    window of half the series, compute the indicator, measure its monotonic trend.
+    window of half the series, compute the indicator, measure its monotonic trend.  All
+    windows are computed at once; rows with missing values score 0 (no trend).
     """
-    width = width or max(4, salinity.shape[1] // 2)
-    var_tau, ac_tau = [], []
-    for row in salinity:
-        x = _detrend(np.asarray(row, dtype=float))
-        if not np.isfinite(x).all():
-            var_tau.append(0.0)
-            ac_tau.append(0.0)
-            continue
-        time = np.arange(x.size - width + 1)
-        for out, stat in ((var_tau, np.var), (ac_tau, _ac1)):
-            tau = kendalltau(time, _rolling(x, width, stat)).statistic
-            out.append(0.0 if np.isnan(tau) else float(tau))
-    return np.array(var_tau), np.array(ac_tau)
+    x = _detrend(np.asarray(salinity, dtype=float))
+    width = width or max(4, x.shape[1] // 2)
+    rolling = sliding_window_view(x, width, axis=1)  # (n, steps, width)
+    variance = rolling.var(axis=2)
+    a = rolling[..., :-1] - rolling[..., :-1].mean(axis=2, keepdims=True)
+    b = rolling[..., 1:] - rolling[..., 1:].mean(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ac1 = (a * b).sum(axis=2) / np.sqrt((a**2).sum(axis=2) * (b**2).sum(axis=2))
+    ac1 = np.nan_to_num(ac1)
+    var_tau = np.nan_to_num(_kendall_tau_vs_time(variance))
+    ac_tau = np.nan_to_num(_kendall_tau_vs_time(ac1))
+    return var_tau, ac_tau

@@ -43,7 +43,7 @@ from detectors.samples import (
     summarise,
     view_features,
 )
-from detectors.skill import skill
+from detectors.skill import group_counts, skill, weighted_roc_auc
 from ensembles.errors import EsmwatchError
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,11 @@ class PrecursorSettings(BaseModel):
     views: tuple[str, ...] = ("full", "drivers")
     n_folds: int = Field(5, ge=2)
     n_boot: int = Field(300, ge=50)
-    drop_top: int = Field(6, ge=0, description="processes tested by drop-process retraining")
+    drop_top: int = Field(
+        6, ge=0, description="at most this many processes that beat the shadow null are "
+        "tested by drop-process retraining (highest importance first)")
+    explain_rows: int = Field(
+        400, ge=20, description="test windows explained per fold (all positives kept)")
     kernel_samples: int = Field(0, ge=0, le=50, description="KernelExplainer cross-check rows")
     seed: int = 0
     label: LabelRule = Field(default_factory=LabelRule)
@@ -155,9 +159,10 @@ def _baseline_oof(
 @dataclass
 class _Shap:
     columns: list[tuple[str, int]]
-    values: np.ndarray  # (n, columns) out-of-fold SHAP, shadows dropped
+    rows: np.ndarray  # indices of the explained windows (all positives, some negatives)
+    values: np.ndarray  # (rows, columns) out-of-fold SHAP, shadows dropped
     shadow_importance: float
-    inputs: np.ndarray  # (n, columns) standardised inputs, for directions
+    inputs: np.ndarray  # (rows, columns) standardised inputs, for directions
     checks: list[ExplainerCheck]
 
 
@@ -176,14 +181,12 @@ def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSett
     process_of = dict(zip(samples.features, samples.processes, strict=True))
     blocks = _shadow_blocks(columns, process_of)
     rng = np.random.default_rng(settings.seed)
-    values = np.zeros((samples.y.size, len(columns)))
-    inputs = np.zeros_like(values)
-    shadow_values = np.zeros((samples.y.size, len(blocks)))
-    checks = []
+    rows, values, inputs, shadow_values, checks = [], [], [], [], []
     for k, fold in enumerate(folds):
+        explained = _explained_rows(samples.y, fold.test, settings.explain_rows, rng)
         x = {
             part: _inputs(samples, fold, ix, "summary")
-            for part, ix in (("train", fold.train), ("test", fold.test))
+            for part, ix in (("train", fold.train), ("test", explained))
         }
         shadows = {
             part: np.concatenate([_permuted(x[part][:, ix], rng) for ix in blocks.values()], axis=1)
@@ -197,12 +200,13 @@ def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSett
         background = x_train[rng.choice(len(x_train), min(100, len(x_train)), replace=False)]
         expl = explain(model, spec, background, x_test, seed=settings.seed)
         n_real = len(columns)
-        values[fold.test] = expl.values[:, :n_real]
-        inputs[fold.test] = x["test"]
+        rows.append(explained)
+        values.append(expl.values[:, :n_real])
+        inputs.append(x["test"])
         offsets = np.cumsum([0] + [len(ix) for ix in blocks.values()])
-        for b in range(len(blocks)):
-            block = slice(n_real + offsets[b], n_real + offsets[b + 1])
-            shadow_values[fold.test, b] = expl.values[:, block].sum(axis=1)
+        shadow_values.append(np.stack(
+            [expl.values[:, n_real + offsets[b]: n_real + offsets[b + 1]].sum(axis=1)
+             for b in range(len(blocks))], axis=1))
         check = ExplainerCheck(
             view=samples.view,
             lead_months=samples.lead,
@@ -222,8 +226,24 @@ def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSett
             check.kernel_rank_correlation = cross["spearman_mean_abs"]
             check.kernel_n = cross["n"]
         checks.append(check)
-    shadow_importance = float(np.abs(shadow_values).mean(axis=0).max())
-    return _Shap(columns, values, shadow_importance, inputs, checks)
+    shadow_importance = float(np.abs(np.concatenate(shadow_values)).mean(axis=0).max())
+    return _Shap(columns, np.concatenate(rows), np.concatenate(values), shadow_importance,
+                 np.concatenate(inputs), checks)
+
+
+def _explained_rows(y: np.ndarray, test: np.ndarray, limit: int, rng: np.random.Generator
+                    ) -> np.ndarray:
+    """All positive test windows and a random subset of negatives, ``limit`` in all.
+
+    DeepExplainer costs rows x background; positives are rare and carry the signal, so
+    they are always explained.
+    """
+    positives = test[y[test] == 1]
+    negatives = test[y[test] == 0]
+    keep = max(limit - positives.size, 0)
+    if negatives.size > keep:
+        negatives = np.sort(rng.choice(negatives, keep, replace=False))
+    return np.concatenate([positives, negatives])
 
 
 def _permuted(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -339,18 +359,21 @@ def analyse_precursors(
             view_folds = [
                 _Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train))) for f in folds
             ]
-            for name in settings.models:
-                p = _model_oof(samples, view_folds, name, settings.seed)
-                skill_rows.append(
-                    _skill_row(view, lead, name, samples.y, p, samples.groups, settings)
-                )
+            oof = {}
+            for name in dict.fromkeys((*settings.models, settings.explain_model)):
+                oof[name] = _model_oof(samples, view_folds, name, settings.seed)
+                if name in settings.models:
+                    skill_rows.append(
+                        _skill_row(view, lead, name, samples.y, oof[name], samples.groups,
+                                   settings)
+                    )
             for name, p in base_p.items():
                 skill_rows.append(
                     _skill_row(view, lead, name, samples.y, p, samples.groups, settings)
                 )
-            explain_p = _model_oof(samples, view_folds, settings.explain_model, settings.seed)
             shap_pass = _explain_oof(samples, view_folds, settings)
-            passes[view].append(_ViewLead(samples, view_folds, shap_pass, explain_p))
+            passes[view].append(
+                _ViewLead(samples, view_folds, shap_pass, oof[settings.explain_model]))
     if not passes:
         raise AnalysisError("no lead had enough windows to cross-validate: " + "; ".join(notes))
     notes.extend(_beats_salinity(skill_rows))
@@ -426,10 +449,8 @@ def _bootstrap_weights(
     Returns the draws (n_boot, n_groups) and, per pass, the group index of each sample.
     """
     names = np.unique(np.concatenate(groups_per_pass))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, names.size, (n_boot, names.size))
-    weights = np.apply_along_axis(np.bincount, 1, draws, minlength=names.size).astype(float)
-    return weights, [np.searchsorted(names, g) for g in groups_per_pass]
+    return group_counts(names.size, n_boot, seed), [np.searchsorted(names, g)
+                                                    for g in groups_per_pass]
 
 
 def _mean_by_weights(
@@ -459,12 +480,13 @@ def _aggregate(
     weights, group_index = _bootstrap_weights(
         [p.samples.groups for p in passes], settings.n_boot, settings.seed
     )
+    shap_index = [gi[vl.shap.rows] for vl, gi in zip(passes, group_index, strict=True)]
     n_groups = weights.shape[1]
     per_process: dict[str, list] = defaultdict(list)
     per_feature: dict[tuple[str, int], list] = defaultdict(list)
     directions: dict[str, list] = defaultdict(list)
     lag_profile: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for vl, gi in zip(passes, group_index, strict=True):
+    for vl, gi in zip(passes, shap_index, strict=True):
         columns = vl.shap.columns
         for process in sorted(set(process_of.values())):
             cols = [i for i, (f, _) in enumerate(columns) if process_of[f] == process]
@@ -501,14 +523,17 @@ def _aggregate(
                 null_importance=null,
                 direction=_direction(directions[process]),
                 peak_lag_months=int(max(profile, key=profile.get)),
+                lag_profile={str(k): v for k, v in sorted(profile.items())},
                 features=sorted(f for f, p in process_of.items() if p == process),
             )
         )
     rows.sort(key=lambda r: r.importance, reverse=True)
-    for row in rows[: settings.drop_top]:
+    for row in [r for r in rows if r.significant][: settings.drop_top]:
         row.drop_auc, row.drop_auc_ci = _drop_test(
             row.process, passes, weights, group_index, settings
         )
+        if row.drop_auc_ci is not None and row.drop_auc_ci[0] <= 0:
+            row.significant = False  # the model does as well without it: not needed
     features_out = [
         FeatureRow(
             view=view,
@@ -540,32 +565,26 @@ def _drop_test(
     weights: np.ndarray,
     group_index: list[np.ndarray],
     settings: PrecursorSettings,
-) -> tuple[float, tuple[float, float]]:
-    """Loss of ROC AUC when the process's columns are removed and the model refitted."""
-    from sklearn.metrics import roc_auc_score
+) -> tuple[float | None, tuple[float, float] | None]:
+    """Loss of ROC AUC when the process's columns are removed and the model refitted.
 
+    The interval resamples members (the same draws for every lead) and compares the two
+    models' out-of-fold predictions on each resample: a paired bootstrap, no refitting.
+    """
     losses, replicates = [], []
     for vl, gi in zip(passes, group_index, strict=True):
         columns = vl.samples.summary_columns()
         process_of = dict(zip(vl.samples.features, vl.samples.processes, strict=True))
         drop = np.array([process_of[f] == process for f, _ in columns])
-        if drop.all():
+        if drop.all() or not drop.any():
             continue
         p_drop = _model_oof(vl.samples, vl.folds, settings.explain_model, settings.seed, drop)
         y = vl.samples.y
-        losses.append(roc_auc_score(y, vl.explain_oof) - roc_auc_score(y, p_drop))
-        boot = []
-        members = [np.flatnonzero(gi == g) for g in range(weights.shape[1])]
-        for w in weights[: min(200, len(weights))]:
-            index = np.concatenate([np.repeat(members[g], int(c)) for g, c in enumerate(w) if c])
-            if y[index].min() == y[index].max():
-                continue
-            boot.append(
-                roc_auc_score(y[index], vl.explain_oof[index])
-                - roc_auc_score(y[index], p_drop[index])
-            )
-        replicates.append(np.array(boot))
+        unit = np.ones((1, y.size))
+        losses.append(float(weighted_roc_auc(y, vl.explain_oof, unit)[0]
+                            - weighted_roc_auc(y, p_drop, unit)[0]))
+        w = weights[:, gi]
+        replicates.append(weighted_roc_auc(y, vl.explain_oof, w) - weighted_roc_auc(y, p_drop, w))
     if not losses:
         return None, None
-    n = min(len(r) for r in replicates)
-    return float(np.mean(losses)), _ci(np.mean([r[:n] for r in replicates], axis=0))
+    return float(np.mean(losses)), _ci(np.nanmean(replicates, axis=0))

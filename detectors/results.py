@@ -45,6 +45,8 @@ class ProcessRow(_Strict):
     null_importance: float = Field(description="importance a shadow (permuted) process reaches")
     direction: Literal["+", "-", "0"]
     peak_lag_months: int
+    lag_profile: dict[str, float] = Field(
+        default_factory=dict, description="importance by lag before onset (months, as text)")
     features: list[str]
 
 

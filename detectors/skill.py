@@ -2,7 +2,10 @@
 
 Samples of one member are strongly correlated (overlapping windows), so intervals come from
 resampling whole members (and configurations), never single windows, and never refit the
-model: the bootstrap runs on the out-of-fold predictions.
+model: the bootstrap runs on the out-of-fold predictions.  A resample is a vector of sample
+weights (how often each sample's group was drawn), so every metric is computed for all
+resamples at once with weighted, tie-aware formulas (identical to scikit-learn's
+``roc_auc_score``, ``average_precision_score`` and ``brier_score_loss`` at unit weights).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -25,52 +27,80 @@ class Skill:
     n_positive: int
 
 
-def _metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
-    if y.min() == y.max():
-        return np.nan, np.nan, float(brier_score_loss(y, p, labels=[0, 1]))
-    return (
-        float(roc_auc_score(y, p)),
-        float(average_precision_score(y, p)),
-        float(brier_score_loss(y, p)),
-    )
+def group_counts(n_groups: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each group is drawn in each of ``n_boot`` resamples, (n_boot, n_groups)."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_groups, (n_boot, n_groups))
+    counts = np.zeros((n_boot, n_groups))
+    np.add.at(counts, (np.arange(n_boot)[:, None], picks), 1.0)
+    return counts
 
 
-def skill(
-    y: np.ndarray,
-    p: np.ndarray,
-    groups: np.ndarray,
-    *,
-    n_boot: int = 500,
-    seed: int = 0,
-    level: float = 0.9,
-) -> Skill:
-    """ROC AUC, PR AUC and Brier score with percentile CIs from a grouped bootstrap."""
-    point = _metrics(y, p)
-    draws = np.array(
-        [_metrics(y[i], p[i]) for i in grouped_bootstrap_indices(groups, n_boot, seed)]
-    )
+def group_draws(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Sample weights (n_boot, n) of a bootstrap over whole groups."""
+    unique, index = np.unique(groups, return_inverse=True)
+    return group_counts(unique.size, n_boot, seed)[:, index]
+
+
+def _by_score(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight per distinct score, scores ascending: (B, G) each."""
+    _, index = np.unique(p, return_inverse=True)
+    one_hot = np.zeros((p.size, index.max() + 1))
+    one_hot[np.arange(p.size), index] = 1.0
+    return (w * (y == 1)) @ one_hot, (w * (y == 0)) @ one_hot
+
+
+def weighted_roc_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of weights ``w`` (B, n); ties count one half."""
+    pos, neg = _by_score(y, p, np.atleast_2d(w))
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def weighted_average_precision(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average precision (PR AUC, step-wise as scikit-learn) for each row of weights."""
+    pos, neg = _by_score(y, p, np.atleast_2d(w))
+    tp = np.cumsum(pos[:, ::-1], axis=1)  # thresholds from the highest score down
+    fp = np.cumsum(neg[:, ::-1], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall_step = pos[:, ::-1] / tp[:, -1:]
+        return np.nansum(recall_step * precision, axis=1) / (recall_step.sum(axis=1) > 0)
+
+
+def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    w = np.atleast_2d(w)
+    return (w * (p - y) ** 2).sum(axis=1) / w.sum(axis=1)
+
+
+def _ci(values: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1 - level) / 2
-    with np.errstate(all="ignore"):
-        lo = np.nanquantile(draws, alpha, axis=0)
-        hi = np.nanquantile(draws, 1 - alpha, axis=0)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def skill(y: np.ndarray, p: np.ndarray, groups: np.ndarray, *, n_boot: int = 500,
+          seed: int = 0, level: float = 0.9) -> Skill:
+    """ROC AUC, PR AUC and Brier score with percentile CIs from a grouped bootstrap."""
+    y = np.asarray(y, dtype=int)
+    ones = np.ones((1, y.size))
+    draws = group_draws(groups, n_boot, seed)
+    both = y.min() != y.max()
+    nan = np.full(n_boot, np.nan)
+    auc = weighted_roc_auc(y, p, draws) if both else nan
+    ap = weighted_average_precision(y, p, draws) if both else nan
+    brier = weighted_brier(y, p, draws)
     return Skill(
-        roc_auc=point[0],
-        roc_auc_ci=(float(lo[0]), float(hi[0])),
-        pr_auc=point[1],
-        pr_auc_ci=(float(lo[1]), float(hi[1])),
-        brier=point[2],
-        brier_ci=(float(lo[2]), float(hi[2])),
+        roc_auc=float(weighted_roc_auc(y, p, ones)[0]) if both else float("nan"),
+        roc_auc_ci=_ci(auc, level),
+        pr_auc=float(weighted_average_precision(y, p, ones)[0]) if both else float("nan"),
+        pr_auc_ci=_ci(ap, level),
+        brier=float(weighted_brier(y, p, ones)[0]),
+        brier_ci=_ci(brier, level),
         n=int(y.size),
         n_positive=int(y.sum()),
     )
-
-
-def grouped_bootstrap_indices(groups: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Sample indices for ``n_boot`` resamples of whole groups (used for importance CIs)."""
-    rng = np.random.default_rng(seed)
-    unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(unique.size)]
-    return [
-        np.concatenate([members[g] for g in rng.integers(0, unique.size, unique.size)])
-        for _ in range(n_boot)
-    ]

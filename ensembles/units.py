@@ -9,10 +9,14 @@ of fresh water.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 
 import pint
-from cf_xarray.units import units as ureg
+
+# cf-xarray redefines a few pint units on import; pint logs each as a warning
+logging.getLogger("pint.util").setLevel(logging.ERROR)
+from cf_xarray.units import units as ureg  # noqa: E402
 
 from ensembles.errors import UnitError
 

@@ -142,3 +142,93 @@ def features_cmd(
         f"{len(ds.data_vars)} features -> {output} ({result.files_read} files read, "
         f"{result.files_cached} from cache, {len(result.problems)} problems)"
     )
+
+
+analyze_app = typer.Typer(help="Run an analysis in-process and write result.json + report.html.",
+                          no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@analyze_app.command("precursors")
+def analyze_precursors(
+    roots: Annotated[list[Path], typer.Argument(help="Ensemble roots (freeze database, pertlim).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("precursors"),
+    leads: Annotated[str, typer.Option(help="Lead times in months, comma separated.")
+                     ] = "6,12,24,36",
+    models: Annotated[str, typer.Option(help="Classifiers, comma separated.")
+                      ] = "mlp,cnn,logistic,gbm",
+    explain_model: Annotated[str, typer.Option(help="Model whose SHAP values rank processes.")
+                             ] = "mlp",
+    seed: Annotated[int, typer.Option()] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
+                         ] = Path(".esmwatch-cache"),
+) -> None:
+    """Learn which signals precede a Labrador Sea freeze and which processes drive it."""
+    from detectors.precursors import PrecursorSettings
+    from detectors.samples import SampleRule
+    from service.analyses import load_features, run_precursors, top_findings
+
+    try:
+        settings = PrecursorSettings(
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            explain_model=explain_model, seed=seed,
+            samples=SampleRule(leads_months=_parse_ints(leads)))
+        with _progress_bar() as report:
+            built = load_features(roots, cache_dir, report)
+            result = run_precursors(built.dataset, out, settings,
+                                    [str(p) for p in built.problems], report)
+    except (EsmwatchError, ValueError) as err:
+        raise _fail(err) from None
+    typer.echo(f"{result.n_members} members, {result.n_frozen} froze; report: "
+               f"{(out / 'report.html').resolve()}")
+    for line in top_findings(result):
+        typer.echo(f"  {line}")
+
+
+class _progress_bar:
+    """A rich progress bar fed by (fraction, message) callbacks."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  TimeElapsedColumn(), transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("starting", total=1.0)
+        return self._update
+
+    def _update(self, fraction: float, message: str) -> None:
+        self._progress.update(self._task, completed=fraction, description=message)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+@app.command()
+def schema(
+    job: Annotated[str | None, typer.Argument(help="Job type; all when omitted.")] = None,
+) -> None:
+    """Print the JSON Schema of result.json (per job type)."""
+    import json
+
+    from detectors.results import PrecursorResult
+
+    schemas = {"precursors": PrecursorResult.model_json_schema(by_alias=True)}
+    try:
+        from service.jobs import result_schemas
+
+        schemas = {**result_schemas(), **schemas}
+    except ImportError:  # pragma: no cover - the service layer is always installed
+        pass
+    if job is not None:
+        if job not in schemas:
+            raise _fail(EsmwatchError(f"unknown job {job!r}; known: {', '.join(sorted(schemas))}"))
+        schemas = {job: schemas[job]}
+    typer.echo(json.dumps(schemas, indent=2))
