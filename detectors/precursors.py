@@ -11,12 +11,14 @@ a decoy that merely co-varies with it.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from joblib import Parallel, delayed
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
@@ -56,16 +58,25 @@ class PrecursorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     models: tuple[str, ...] = ("mlp", "cnn", "logistic", "gbm")
-    explain_model: str = "mlp"
+    explain_model: str = Field(
+        "auto", description="model whose SHAP values rank processes; 'auto' takes the "
+        "summary model (mlp, logistic, gbm) with the best mean ROC AUC in the drivers view, "
+        "so explanations come from the model that predicts best")
     views: tuple[str, ...] = ("full", "drivers")
     n_folds: int = Field(5, ge=2)
     n_boot: int = Field(300, ge=50)
     drop_top: int = Field(
-        6, ge=0, description="at most this many processes that beat the shadow null are "
-        "tested by drop-process retraining (highest importance first)")
+        8, ge=0, description="at most this many processes that beat the shadow null are "
+        "tested by drop-process retraining (highest importance first); in a view with drop "
+        "tests only a tested process can be significant")
     explain_rows: int = Field(
         400, ge=20, description="test windows explained per fold (all positives kept)")
     kernel_samples: int = Field(0, ge=0, le=50, description="KernelExplainer cross-check rows")
+    drop_views: tuple[str, ...] = Field(
+        ("drivers",), description="views whose significant processes get drop-process tests "
+        "(the full view's symptoms are redundant with each other, so removing one costs "
+        "nothing and the test says nothing)")
+    n_jobs: int | None = Field(None, ge=1, description="processes; None = all cores")
     seed: int = 0
     label: LabelRule = Field(default_factory=LabelRule)
     samples: SampleRule = Field(default_factory=SampleRule)
@@ -175,8 +186,9 @@ def _shadow_blocks(
     return {p: np.array(ix) for p, ix in blocks.items()}
 
 
-def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSettings) -> _Shap:
-    spec = get_model(settings.explain_model)
+def _explain_oof(samples: SampleSet, folds: list[_Fold], settings: PrecursorSettings,
+                 model_name: str) -> _Shap:
+    spec = get_model(model_name)
     columns = samples.summary_columns()
     process_of = dict(zip(samples.features, samples.processes, strict=True))
     blocks = _shadow_blocks(columns, process_of)
@@ -258,6 +270,7 @@ class _ViewLead:
     folds: list[_Fold]
     shap: _Shap
     explain_oof: np.ndarray
+    model: str
 
 
 def _configuration(features: xr.Dataset) -> xr.DataArray:
@@ -325,7 +338,7 @@ def analyse_precursors(
         Fewer than two frozen members, or no lead with enough windows to cross-validate.
     """
     settings = settings or PrecursorSettings()
-    if get_model(settings.explain_model).input != "summary":
+    if settings.explain_model != "auto" and get_model(settings.explain_model).input != "summary":
         raise AnalysisError(f"explain_model {settings.explain_model!r} must take window summaries")
     notes: list[str] = []
     labels = label_freezes(features, settings.label)
@@ -337,45 +350,31 @@ def analyse_precursors(
         )
     table = _usable(features, notes)
     configuration = _configuration(table)
+    leads = settings.samples.leads_months
+    if progress:
+        progress(f"{len(leads)} leads x {len(settings.views)} views on {_jobs(settings, leads)} "
+                 "process(es)")
+    outcomes = _parallel(settings, leads)(
+        delayed(_analyse_lead)(table, labels, configuration, lead, settings) for lead in leads)
     skill_rows: list[SkillRow] = []
-    passes: dict[str, list[_ViewLead]] = defaultdict(list)
-    for lead in settings.samples.leads_months:
-        if progress:
-            progress(f"lead {lead} months")
-        base = build_samples(table, labels, lead, configuration, settings.samples)
-        if base.y.sum() < 2:
-            notes.append(f"lead {lead}: fewer than 2 positive windows, skipped")
-            continue
-        salinity_name = next((f for f in baselines.SALINITY_FEATURES if f in base.features), None)
-        salinity = base.select([salinity_name], "full") if salinity_name else None
-        try:
-            folds = _folds(base, settings.n_folds, settings.seed)
-        except AnalysisError as err:
-            notes.append(str(err))
-            continue
-        base_p = _baseline_oof(base, salinity, folds)
-        for view in settings.views:
-            samples = base.select(view_features(base, view), view)
-            view_folds = [
-                _Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train))) for f in folds
-            ]
-            oof = {}
-            for name in dict.fromkeys((*settings.models, settings.explain_model)):
-                oof[name] = _model_oof(samples, view_folds, name, settings.seed)
-                if name in settings.models:
-                    skill_rows.append(
-                        _skill_row(view, lead, name, samples.y, oof[name], samples.groups,
-                                   settings)
-                    )
-            for name, p in base_p.items():
-                skill_rows.append(
-                    _skill_row(view, lead, name, samples.y, p, samples.groups, settings)
-                )
-            shap_pass = _explain_oof(samples, view_folds, settings)
-            passes[view].append(
-                _ViewLead(samples, view_folds, shap_pass, oof[settings.explain_model]))
-    if not passes:
+    states: list[tuple[str, _LeadView]] = []
+    for lead_rows, lead_states, lead_notes in outcomes:
+        skill_rows.extend(lead_rows)
+        notes.extend(lead_notes)
+        states.extend(lead_states.items())
+    if not states:
         raise AnalysisError("no lead had enough windows to cross-validate: " + "; ".join(notes))
+    explain_model = _choose_explain_model(skill_rows, settings)
+    if progress:
+        progress(f"explaining {explain_model} (SHAP with shadow processes)")
+    shaps = _parallel(settings, states)(
+        delayed(_explain_oof)(st.samples, st.folds, settings, explain_model) for _, st in states)
+    passes: dict[str, list[_ViewLead]] = defaultdict(list)
+    for (view, st), shap_pass in zip(states, shaps, strict=True):
+        passes[view].append(_ViewLead(st.samples, st.folds, shap_pass, st.oof[explain_model],
+                                      explain_model))
+    if progress:
+        progress("aggregating and drop-process tests")
     notes.extend(_beats_salinity(skill_rows))
     processes, feature_rows = [], []
     for view, view_passes in passes.items():
@@ -392,7 +391,7 @@ def analyse_precursors(
         label={**settings.label.model_dump(), "mixed_layer": labels.mixed_layer},
         samples=settings.samples.model_dump(),
         views={v: VIEW_RULES[v] for v in passes},
-        explain_model=settings.explain_model,
+        explain_model=explain_model,
         skill=skill_rows,
         processes=processes,
         features=feature_rows,
@@ -401,6 +400,75 @@ def analyse_precursors(
         members=_member_rows(table, labels),
         notes=notes,
     )
+
+
+def _jobs(settings: PrecursorSettings, items: Sequence[object]) -> int:
+    return max(1, min(settings.n_jobs or os.cpu_count() or 1, len(items)))
+
+
+def _parallel(settings: PrecursorSettings, items: Sequence[object]) -> Parallel:
+    """Independent passes (leads, drop tests) on separate processes.
+
+    Every model trains single-threaded, so two cores give close to twice the speed; with
+    one job everything runs in this process.
+    """
+    return Parallel(n_jobs=_jobs(settings, items), backend="loky")
+
+
+@dataclass
+class _LeadView:
+    """Windows, folds and out-of-fold predictions of one (lead, view), kept for explaining."""
+
+    samples: SampleSet
+    folds: list[_Fold]
+    oof: dict[str, np.ndarray]
+
+
+def _choose_explain_model(rows: list[SkillRow], settings: PrecursorSettings) -> str:
+    if settings.explain_model != "auto":
+        return settings.explain_model
+    candidates = [m for m in settings.models if get_model(m).input == "summary"]
+    if not candidates:
+        raise AnalysisError("explain_model 'auto' needs a summary model (mlp, logistic, gbm)")
+    view = "drivers" if "drivers" in settings.views else settings.views[0]
+
+    def mean_auc(model: str) -> float:
+        aucs = [r.roc_auc for r in rows if r.model == model and r.view == view
+                and r.roc_auc is not None]
+        return float(np.mean(aucs)) if aucs else -1.0
+
+    return max(candidates, key=mean_auc)
+
+
+def _analyse_lead(table: xr.Dataset, labels: Labels, configuration: xr.DataArray, lead: int,
+                  settings: PrecursorSettings
+                  ) -> tuple[list[SkillRow], dict[str, _LeadView], list[str]]:
+    """Skill of every model and baseline for one lead and all views (no explaining yet)."""
+    base = build_samples(table, labels, lead, configuration, settings.samples)
+    if base.y.sum() < 2:
+        return [], {}, [f"lead {lead}: fewer than 2 positive windows, skipped"]
+    salinity_name = next((f for f in baselines.SALINITY_FEATURES if f in base.features), None)
+    salinity = base.select([salinity_name], "full") if salinity_name else None
+    try:
+        folds = _folds(base, settings.n_folds, settings.seed)
+    except AnalysisError as err:
+        return [], {}, [str(err)]
+    base_p = _baseline_oof(base, salinity, folds)
+    rows: list[SkillRow] = []
+    states: dict[str, _LeadView] = {}
+    for view in settings.views:
+        samples = base.select(view_features(base, view), view)
+        view_folds = [
+            _Fold(f.train, f.test, Standardiser().fit(samples.subset(f.train))) for f in folds
+        ]
+        extra = () if settings.explain_model == "auto" else (settings.explain_model,)
+        oof = {name: _model_oof(samples, view_folds, name, settings.seed)
+               for name in dict.fromkeys((*settings.models, *extra))}
+        predictions = {**{m: oof[m] for m in settings.models}, **base_p}
+        rows.extend(_skill_row(view, lead, name, samples.y, p, samples.groups, settings)
+                    for name, p in predictions.items())
+        states[view] = _LeadView(samples, view_folds, oof)
+    return rows, states, []
 
 
 def _beats_salinity(rows: list[SkillRow]) -> list[str]:
@@ -528,12 +596,21 @@ def _aggregate(
             )
         )
     rows.sort(key=lambda r: r.importance, reverse=True)
-    for row in [r for r in rows if r.significant][: settings.drop_top]:
-        row.drop_auc, row.drop_auc_ci = _drop_test(
-            row.process, passes, weights, group_index, settings
-        )
-        if row.drop_auc_ci is not None and row.drop_auc_ci[0] <= 0:
-            row.significant = False  # the model does as well without it: not needed
+    tested = ([r for r in rows if r.significant][: settings.drop_top]
+              if view in settings.drop_views else [])
+    jobs = [(row, vl) for row in tested for vl in passes]
+    predictions = _parallel(settings, jobs)(
+        delayed(_drop_oof)(row.process, vl, settings) for row, vl in jobs)
+    by_process: dict[str, list] = defaultdict(list)
+    for (row, vl), p_drop in zip(jobs, predictions, strict=True):
+        by_process[row.process].append((vl, p_drop))
+    for row in tested:
+        row.drop_auc, row.drop_auc_ci = _drop_summary(by_process[row.process], passes, weights,
+                                                      group_index)
+    if view in settings.drop_views:
+        for row in rows:  # beating the null is not enough: the model must need the process
+            row.significant = bool(row.significant and row.drop_auc_ci is not None
+                                   and row.drop_auc_ci[0] > 0)
     features_out = [
         FeatureRow(
             view=view,
@@ -559,26 +636,32 @@ def _direction(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
     return "0" if abs(r) < 0.1 else ("+" if r > 0 else "-")
 
 
-def _drop_test(
-    process: str,
+def _drop_oof(process: str, vl: _ViewLead, settings: PrecursorSettings) -> np.ndarray | None:
+    """Out-of-fold predictions of the explained model refitted without the process."""
+    columns = vl.samples.summary_columns()
+    process_of = dict(zip(vl.samples.features, vl.samples.processes, strict=True))
+    drop = np.array([process_of[f] == process for f, _ in columns])
+    if drop.all() or not drop.any():
+        return None
+    return _model_oof(vl.samples, vl.folds, vl.model, settings.seed, drop)
+
+
+def _drop_summary(
+    results: list[tuple[_ViewLead, np.ndarray | None]],
     passes: list[_ViewLead],
     weights: np.ndarray,
     group_index: list[np.ndarray],
-    settings: PrecursorSettings,
 ) -> tuple[float | None, tuple[float, float] | None]:
-    """Loss of ROC AUC when the process's columns are removed and the model refitted.
+    """Loss of ROC AUC without the process, averaged over leads, with a paired CI.
 
     The interval resamples members (the same draws for every lead) and compares the two
     models' out-of-fold predictions on each resample: a paired bootstrap, no refitting.
     """
     losses, replicates = [], []
-    for vl, gi in zip(passes, group_index, strict=True):
-        columns = vl.samples.summary_columns()
-        process_of = dict(zip(vl.samples.features, vl.samples.processes, strict=True))
-        drop = np.array([process_of[f] == process for f, _ in columns])
-        if drop.all() or not drop.any():
+    for vl, p_drop in results:
+        if p_drop is None:
             continue
-        p_drop = _model_oof(vl.samples, vl.folds, settings.explain_model, settings.seed, drop)
+        gi = group_index[next(i for i, p in enumerate(passes) if p is vl)]
         y = vl.samples.y
         unit = np.ones((1, y.size))
         losses.append(float(weighted_roc_auc(y, vl.explain_oof, unit)[0]

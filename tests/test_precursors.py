@@ -18,14 +18,14 @@ from ensembles.synth.table import feature_table
 
 
 @cache
-def _table(scenario: str, members: int = 16, years: int = 24, seed: int = 1) -> xr.Dataset:
+def _table(scenario: str, members: int = 20, years: int = 30, seed: int = 1) -> xr.Dataset:
     sim = simulate_ensemble("freeze-database", scenario, members=members, years=years, seed=seed)
     return feature_table(sim, [f"b.e30.{scenario}.{i:03d}" for i in range(1, members + 1)],
                          ensemble=f"b.e30.{scenario}")
 
 
-FAST = PrecursorSettings(models=("mlp", "logistic"), n_boot=100, n_folds=4, drop_top=3,
-                         samples=SampleRule(leads_months=(12,)))
+FAST = PrecursorSettings(models=("mlp", "logistic"), n_boot=200, n_folds=4,
+                         samples=SampleRule(leads_months=(12, 24)))
 
 
 def test_folds_never_share_a_member() -> None:
@@ -39,16 +39,16 @@ def test_folds_never_share_a_member() -> None:
 def test_windows_end_lead_months_before_onset_and_negatives_share_configuration() -> None:
     table = _table("greenland_runoff")
     labels = label_freezes(table)
-    config = xr.DataArray(np.where(np.arange(16) < 8, "cfg-a", "cfg-b"), dims="member")
+    config = xr.DataArray(np.where(np.arange(20) < 10, "cfg-a", "cfg-b"), dims="member")
     # make every member of configuration b unfrozen: b has no positives, so none of its
     # windows may serve as negatives for a's positives
     frozen_b = labels.froze.values.copy()
-    frozen_b[8:] = False
-    labels.onset.values[8:] = ""
+    frozen_b[10:] = False
+    labels.onset.values[10:] = ""
     labels.froze.values[:] = frozen_b
     samples = build_samples(table, labels, 12, config)
     assert set(samples.configuration) == {"cfg-a"}
-    onset_index = {m: i for m, i in zip(table.member.values, range(16), strict=True)}
+    onset_index = {m: i for i, m in enumerate(table.member.values)}
     times = [f"{t.year:04d}-{t.month:02d}" for t in table.time.values]
     for member, end, y in zip(samples.member, samples.end_index, samples.y, strict=True):
         onset = labels.onset.values[onset_index[member]]
