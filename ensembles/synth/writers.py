@@ -1030,7 +1030,7 @@ class Misses:
     def report(self, case: str) -> None:
         if self.worst:
             detail = ", ".join(f"{name} by up to {miss:.3g}" for name, miss in self.worst.items())
-            logger.warning(
+            logger.info(
                 "%s: nested/overlapping regions needed values outside physical bounds, so "
                 "these signals are not recovered exactly: %s", case, detail,
             )
