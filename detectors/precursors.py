@@ -64,7 +64,10 @@ class PrecursorSettings(BaseModel):
         "so explanations come from the model that predicts best")
     views: tuple[str, ...] = ("full", "drivers")
     n_folds: int = Field(5, ge=2)
-    n_boot: int = Field(300, ge=50)
+    n_boot: int = Field(500, ge=50)
+    alpha: float = Field(
+        0.1, gt=0, lt=1, description="family-wise error rate per view: a process is tested at "
+        "alpha / (number of processes tested), Bonferroni, on the bootstrap replicates")
     drop_top: int = Field(
         8, ge=0, description="at most this many processes that beat the shadow null are "
         "tested by drop-process retraining (highest importance first); in a view with drop "
@@ -587,7 +590,7 @@ def _aggregate(
                 importance=point,
                 ci=ci,
                 drop_auc=None,
-                significant=bool(ci[0] > null),
+                significant=bool(np.mean(replicates <= null) < settings.alpha / len(per_process)),
                 null_importance=null,
                 direction=_direction(directions[process]),
                 peak_lag_months=int(max(profile, key=profile.get)),
@@ -604,13 +607,15 @@ def _aggregate(
     by_process: dict[str, list] = defaultdict(list)
     for (row, vl), p_drop in zip(jobs, predictions, strict=True):
         by_process[row.process].append((vl, p_drop))
+    needed = set()
     for row in tested:
-        row.drop_auc, row.drop_auc_ci = _drop_summary(by_process[row.process], passes, weights,
-                                                      group_index)
+        row.drop_auc, row.drop_auc_ci, replicates = _drop_summary(
+            by_process[row.process], passes, weights, group_index)
+        if replicates is not None and np.mean(replicates <= 0) < settings.alpha / len(tested):
+            needed.add(row.process)
     if view in settings.drop_views:
         for row in rows:  # beating the null is not enough: the model must need the process
-            row.significant = bool(row.significant and row.drop_auc_ci is not None
-                                   and row.drop_auc_ci[0] > 0)
+            row.significant = row.process in needed
     features_out = [
         FeatureRow(
             view=view,
@@ -651,7 +656,7 @@ def _drop_summary(
     passes: list[_ViewLead],
     weights: np.ndarray,
     group_index: list[np.ndarray],
-) -> tuple[float | None, tuple[float, float] | None]:
+) -> tuple[float | None, tuple[float, float] | None, np.ndarray | None]:
     """Loss of ROC AUC without the process, averaged over leads, with a paired CI.
 
     The interval resamples members (the same draws for every lead) and compares the two
@@ -669,5 +674,6 @@ def _drop_summary(
         w = weights[:, gi]
         replicates.append(weighted_roc_auc(y, vl.explain_oof, w) - weighted_roc_auc(y, p_drop, w))
     if not losses:
-        return None, None
-    return float(np.mean(losses)), _ci(np.nanmean(replicates, axis=0))
+        return None, None, None
+    mean = np.nanmean(replicates, axis=0)
+    return float(np.mean(losses)), _ci(mean), mean

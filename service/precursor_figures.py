@@ -40,7 +40,8 @@ def skill_by_lead(result: PrecursorResult, outdir: Path) -> Figure:
 
 def process_importance(result: PrecursorResult, outdir: Path) -> Figure:
     views = sorted({p.view for p in result.processes})
-    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(views), figsize=(7.5 * len(views), 5), squeeze=False,
+                             layout="constrained")
     for ax, view in zip(axes[0], views, strict=True):
         rows = [p for p in result.processes if p.view == view][::-1]
         y = np.arange(len(rows))
@@ -55,13 +56,15 @@ def process_importance(result: PrecursorResult, outdir: Path) -> Figure:
         ax.set(title=f"{view} view: process importance", xlabel="mean |sum of SHAP| (log-odds)")
         ax.legend(fontsize=8)
     return save_figure(fig, outdir, "process_importance.png",
-                       "Process importance with 90% CIs; red = significant (beats the shadow "
-                       "null and, where tested, its removal costs skill)")
+                       "Process importance with 90% CIs; red = significant: beats the shadow "
+                       "null (Bonferroni over processes); in the drivers view also needed: "
+                       "removing it and refitting costs skill")
 
 
 def top_features(result: PrecursorResult, outdir: Path, n: int = 15) -> Figure:
     views = sorted({f.view for f in result.features})
-    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(views), figsize=(7.5 * len(views), 5), squeeze=False,
+                             layout="constrained")
     for ax, view in zip(axes[0], views, strict=True):
         rows = [f for f in result.features if f.view == view][:n][::-1]
         y = np.arange(len(rows))
