@@ -381,7 +381,7 @@ def analyse_precursors(
     notes.extend(_beats_salinity(skill_rows))
     processes, feature_rows = [], []
     for view, view_passes in passes.items():
-        rows, frows = _aggregate(view, view_passes, settings)
+        rows, frows = _aggregate(view, view_passes, settings, notes)
         processes.extend(rows)
         feature_rows.extend(frows)
     return PrecursorResult(
@@ -542,7 +542,7 @@ def _ci(replicates: np.ndarray) -> tuple[float, float]:
 
 
 def _aggregate(
-    view: str, passes: list[_ViewLead], settings: PrecursorSettings
+    view: str, passes: list[_ViewLead], settings: PrecursorSettings, notes: list[str]
 ) -> tuple[list[ProcessRow], list[FeatureRow]]:
     """Process and feature importance over all leads of one view, with CIs and drop tests."""
     first = passes[0].samples
@@ -601,17 +601,25 @@ def _aggregate(
     rows.sort(key=lambda r: r.importance, reverse=True)
     tested = ([r for r in rows if r.significant][: settings.drop_top]
               if view in settings.drop_views else [])
-    jobs = [(row, vl) for row in tested for vl in passes]
+    # the same model refitted with another seed: how much AUC moves by refitting alone
+    jobs = [(REFIT, vl) for vl in passes] if tested else []
+    jobs += [(row.process, vl) for row in tested for vl in passes]
     predictions = _parallel(settings, jobs)(
-        delayed(_drop_oof)(row.process, vl, settings) for row, vl in jobs)
+        delayed(_drop_oof)(process, vl, settings) for process, vl in jobs)
     by_process: dict[str, list] = defaultdict(list)
-    for (row, vl), p_drop in zip(jobs, predictions, strict=True):
-        by_process[row.process].append((vl, p_drop))
+    for (process, vl), p_drop in zip(jobs, predictions, strict=True):
+        by_process[process].append((vl, p_drop))
     needed = set()
+    if tested:
+        _, noise_ci, noise = _drop_summary(by_process[REFIT], passes, weights, group_index)
+        notes.append(f"{view} view: refitting with another seed moves ROC AUC by "
+                     f"[{noise_ci[0]:+.3f}, {noise_ci[1]:+.3f}] (90%); a drop test must exceed it")
     for row in tested:
         row.drop_auc, row.drop_auc_ci, replicates = _drop_summary(
             by_process[row.process], passes, weights, group_index)
-        if replicates is not None and np.mean(replicates <= 0) < settings.alpha / len(tested):
+        beyond_noise = replicates - np.abs(noise) if replicates is not None else None
+        if beyond_noise is not None and (
+                np.mean(beyond_noise <= 0) < settings.alpha / len(tested)):
             needed.add(row.process)
     if view in settings.drop_views:
         for row in rows:  # beating the null is not enough: the model must need the process
@@ -641,8 +649,13 @@ def _direction(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
     return "0" if abs(r) < 0.1 else ("+" if r > 0 else "-")
 
 
+REFIT = "__refit__"  # drop nothing, refit with another seed: the refit-noise reference
+
+
 def _drop_oof(process: str, vl: _ViewLead, settings: PrecursorSettings) -> np.ndarray | None:
     """Out-of-fold predictions of the explained model refitted without the process."""
+    if process == REFIT:
+        return _model_oof(vl.samples, vl.folds, vl.model, settings.seed + 1)
     columns = vl.samples.summary_columns()
     process_of = dict(zip(vl.samples.features, vl.samples.processes, strict=True))
     drop = np.array([process_of[f] == process for f, _ in columns])
