@@ -8,6 +8,7 @@ files never stop the scan: they are collected, each naming its file, and returne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -222,12 +223,12 @@ def _run(
     ]
     if scheduler is None:
         scheduler = "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
-    callbacks = [_Progress(len(tasks))] if progress else []
+    bar = _Progress(len(tasks)) if progress else contextlib.nullcontext()
     # fork, not spawn: a spawned worker re-imports numpy, xarray and netCDF4 (seconds each)
-    with dask.config.set(
+    with bar, dask.config.set(
         {"scheduler": scheduler, "num_workers": n_workers, "multiprocessing.context": "fork"}
     ):
-        results = dask.compute(*tasks, callbacks=callbacks)
+        results = dask.compute(*tasks)
     return [outcome for batch in results for outcome in batch]
 
 
