@@ -180,7 +180,7 @@ def analyze_precursors(
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             explain_model=explain_model, seed=seed,
             samples=SampleRule(leads_months=_parse_ints(leads)))
-        with _progress_bar() as report:
+        with _ProgressBar() as report:
             built = load_features(roots, cache_dir, report)
             result = run_precursors(built.dataset, out, settings,
                                     [str(p) for p in built.problems], report)
@@ -192,7 +192,7 @@ def analyze_precursors(
         typer.echo(f"  {line}")
 
 
-class _progress_bar:
+class _ProgressBar:
     """A rich progress bar fed by (fraction, message) callbacks."""
 
     def __enter__(self):
@@ -257,7 +257,7 @@ def demo(
 
     data = workdir / "data"
     try:
-        with _progress_bar() as report:
+        with _ProgressBar() as report:
             if not (data / "truth.json").exists():
                 report(0.0, f"writing {members} synthetic members x {years} years")
                 synthesize(data, kind="freeze-database", scenario=scenario, members=members,

@@ -29,7 +29,7 @@ def test_synth_catalog_features(tmp_path, flavour: str) -> None:
     result = runner.invoke(app, ["features", str(data), "-o", str(out), "--cache-dir",
                                  str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
-    with xr.open_dataset(out, use_cftime=True) as ds:
+    with xr.open_dataset(out, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
         assert ds.sizes["member"] == 2 and ds.sizes["time"] == 12
         assert ds["so_upper_labsea"].attrs["process"] == "ocean_stratification"
     again = runner.invoke(app, ["features", str(data), "-o", str(out), "--cache-dir",
