@@ -218,9 +218,11 @@ def schema(
     """Print the JSON Schema of result.json (per job type)."""
     import json
 
+    from detectors.consistency import ConsistencyResult
     from detectors.results import PrecursorResult
 
-    schemas = {"precursors": PrecursorResult.model_json_schema(by_alias=True)}
+    schemas = {"precursors": PrecursorResult.model_json_schema(by_alias=True),
+               "consistency": ConsistencyResult.model_json_schema(by_alias=True)}
     try:
         from service.jobs import result_schemas
 
@@ -276,3 +278,49 @@ def demo(
         typer.echo(f"  {line}")
     typer.echo(f"planted cause (truth.json, never read by the analysis): "
                f"{truth.get('main_driver')}")
+
+
+check_app = typer.Typer(help="Statistical checks of a candidate configuration.",
+                        no_args_is_help=True)
+app.add_typer(check_app, name="check")
+
+
+@check_app.command("consistency")
+def check_consistency(
+    reference: Annotated[Path, typer.Option(help="Root of the reference (pertlim) ensemble.")],
+    case: Annotated[Path, typer.Option(help="Root holding the candidate's runs.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
+    sigma: Annotated[float, typer.Option(help="PC score threshold in ensemble sd.")] = 2.0,
+    min_failing_pcs: Annotated[int, typer.Option(help="Failing PCs that fail the case.")] = 2,
+    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
+                         ] = Path(".esmwatch-cache"),
+) -> None:
+    """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
+    from detectors.consistency import ConsistencySettings, consistency_test
+    from service.analyses import load_features
+    from service.report import Section, Table, write_report
+
+    try:
+        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
+        ref = load_features([reference], cache_dir).dataset
+        cand = load_features([case], cache_dir).dataset
+        result = consistency_test(ref, cand, settings)
+    except (EsmwatchError, ValueError) as err:
+        raise _fail(err) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
+    write_report(out, "esmwatch: ensemble consistency test", [
+        Section("Verdict", paragraphs=[
+            f"{result.verdict.upper()}: {result.failing_pcs} of {result.n_pcs} PCs fail "
+            f"(rule: a PC fails outside {settings.sigma} sd in {settings.runs_failing} of "
+            f"{settings.runs} runs; the case fails with {settings.min_failing_pcs} failing "
+            f"PCs). False-positive rate on held-out reference members: "
+            f"{result.false_positive_rate:.1%}."], notes=result.notes),
+        Section("Principal components", tables=[Table(
+            ["PC", "explained variance", "failing runs", "fails"],
+            [(p.pc, p.explained_variance, ", ".join(p.failing_runs), p.fails)
+             for p in result.pcs])]),
+    ])
+    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
+               f"false-positive rate {result.false_positive_rate:.1%}; report: "
+               f"{(out / 'report.html').resolve()}")
