@@ -18,7 +18,7 @@ import pint
 logging.getLogger("pint.util").setLevel(logging.ERROR)
 from cf_xarray.units import units as ureg  # noqa: E402
 
-from ensembles.errors import UnitError
+from ensembles.errors import UnitError  # noqa: E402
 
 # spellings whose meaning pint gets wrong or does not know
 _ALIASES = {
