@@ -10,11 +10,14 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
+from detectors.labels import label_freezes
 from detectors.precursors import PrecursorSettings, analyse_precursors
 from detectors.results import PrecursorResult
-from ensembles.errors import InputFileError
+from detectors.risk import RiskSettings, train_risk
+from ensembles.errors import ConfigurationError, InputFileError
 from ensembles.features import FeatureSet, build_features
 from service import precursor_figures as figs
 from service.report import Section, Table, write_report
@@ -50,10 +53,36 @@ def run_precursors(features: xr.Dataset, outdir: Path, settings: PrecursorSettin
     result = analyse_precursors(features, settings, progress=step)
     result.notes.extend(f"input: {p}" for p in problems)
     if progress:
-        progress(0.92, "writing report")
+        progress(0.9, "training the risk model")
+    risk = _risk(features, settings, result, outdir)
+    if progress:
+        progress(0.95, "writing report")
     (outdir / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
-    write_precursor_report(result, features, outdir)
+    write_precursor_report(result, features, outdir, risk)
     return result
+
+
+def _risk(features: xr.Dataset, settings: PrecursorSettings, result: PrecursorResult,
+          outdir: Path) -> dict[str, np.ndarray] | None:
+    """Train and save the calibrated risk model; fill each member's maximum risk."""
+    try:
+        model = train_risk(features, label_freezes(features, settings.label),
+                           RiskSettings(seed=settings.seed))
+    except ConfigurationError as err:
+        result.notes.append(f"risk model not trained: {err}")
+        return None
+    model.save(outdir / "risk_model", result.ensembles)
+    risk = model.score(features)
+    peak = risk.max("time", skipna=True)
+    for row in result.members:
+        row.max_risk = float(peak.sel(member=row.member))
+    rel = model.reliability
+    result.notes.append(
+        f"risk model (onset within {model.settings.horizon_months} months): expected "
+        f"calibration error {rel.expected_calibration_error:.3f}, Brier {rel.brier_calibrated:.3f}"
+        f" on held-out members {', '.join(rel.test_members)}; max_risk of other members is "
+        "in-sample")
+    return {str(m): risk.sel(member=m).values for m in risk.member.values}
 
 
 def top_findings(result: PrecursorResult, n: int = 3) -> list[str]:
@@ -69,7 +98,8 @@ def top_findings(result: PrecursorResult, n: int = 3) -> list[str]:
     return lines
 
 
-def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir: Path) -> Path:
+def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir: Path,
+                           risk: dict[str, np.ndarray] | None = None) -> Path:
     skill_rows = [(r.view, r.lead_months, r.model, r.roc_auc,
                    f"[{r.roc_auc_ci[0]:.2f}, {r.roc_auc_ci[1]:.2f}]" if r.roc_auc_ci else "",
                    r.pr_auc, r.brier, r.n_samples, r.n_positive) for r in result.skill]
@@ -94,9 +124,10 @@ def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir
             figures=[figs.process_importance(result, outdir), figs.lag_profiles(result, outdir),
                      figs.top_features(result, outdir)]),
         Section("Freshwater budget before onset", figures=[figs.freshwater_budget(result, outdir)]),
-        Section("Members", figures=[figs.member_timelines(features, result, outdir)],
-                tables=[Table(["member", "ensemble", "froze", "first freeze"],
-                              [(m.member, m.ensemble, m.froze, m.first_freeze or "")
+        Section("Members", figures=[figs.member_timelines(features, result, outdir, risk)],
+                tables=[Table(["member", "ensemble", "froze", "first freeze", "max risk"],
+                              [(m.member, m.ensemble, m.froze, m.first_freeze or "",
+                                "" if m.max_risk is None else m.max_risk)
                                for m in result.members])]),
         Section("Explainer checks", tables=[Table(
             ["view", "lead", "model", "explainer", "additivity error", "kernel rank corr."],

@@ -134,4 +134,5 @@ def member_timelines(features: xr.Dataset, result: PrecursorResult, outdir: Path
         axes[1, 0].set(ylabel="P(onset within horizon)", ylim=(0, 1))
     axes[-1, 0].set(xlabel="model year")
     return save_figure(fig, outdir, "member_timelines.png",
-                       "Lab Sea upper-ocean salinity per member with freeze onsets marked")
+                       "Lab Sea upper-ocean salinity (and calibrated risk, where a risk model "
+                       "was trained) per member with freeze onsets marked")

@@ -1,0 +1,35 @@
+"""The precursor analysis as the CLI and jobs run it: result.json validates, report is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detectors.precursors import PrecursorSettings
+from detectors.results import PrecursorResult
+from detectors.samples import SampleRule
+from ensembles.synth.ensemble import simulate_ensemble
+from ensembles.synth.table import feature_table
+from service.analyses import run_precursors, top_findings
+
+
+@pytest.mark.slow
+def test_run_precursors_writes_a_valid_result_report_and_figures(tmp_path) -> None:
+    sim = simulate_ensemble("freeze-database", "sea_ice_import", members=16, years=24, seed=0)
+    table = feature_table(sim, [f"b.e30.ice.{i:03d}" for i in range(16)], ensemble="b.e30.ice")
+    settings = PrecursorSettings(models=("mlp", "logistic"), n_boot=100,
+                                 samples=SampleRule(leads_months=(12,)))
+    result = run_precursors(table, tmp_path, settings, ["some/file.nc: truncated"])
+    document = json.loads((tmp_path / "result.json").read_text())
+    PrecursorResult.model_validate(document)
+    assert document["schema"] == 1 and document["job"] == "precursors"
+    assert any(n.startswith("input: some/file.nc") for n in document["notes"])
+    assert all(m["max_risk"] is not None for m in document["members"])
+    html = (tmp_path / "report.html").read_text()
+    for figure in ("skill_by_lead", "process_importance", "top_features", "lag_profiles",
+                   "freshwater_budget", "member_timelines"):
+        assert (tmp_path / f"{figure}.png").stat().st_size > 1000
+        assert f"{figure}.png" in html
+    assert (tmp_path / "risk_model" / "weights.pt").exists()
+    assert top_findings(result)[0].startswith("sea_ice_import")
