@@ -155,18 +155,25 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
     """
     time = decode_months(nc, path)
     result = FileFeatures(path=path, months=time.months, notes=list(time.notes))
+    # restart overlaps are rare: only reorder the months when the file needs it
+    order = None if np.array_equal(time.indices, np.arange(nc.variables["time"].shape[0])) else (
+        time.indices)
     for vplan in plan.variables.values():
         for expression in _expressions(nc, vplan.variable, model):
             try:
-                data = _read_converted(nc, path, expression, vplan, plan.grid, time.indices)
+                data = _read_converted(nc, path, expression, vplan, plan.grid, order)
             except EsmwatchError as err:
                 raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
-            for feature, values in zip(vplan.features, _reduce(data, vplan), strict=True):
-                if np.all(np.isnan(values)):
+            reduced = _reduce(data, vplan)
+            missing = np.isnan(reduced)
+            key = "+".join(expression)
+            for feature, values, gaps in zip(vplan.features, reduced.tolist(), missing,
+                                             strict=True):
+                if gaps.all():
                     result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
-                result.values.setdefault(feature.name, {})["+".join(expression)] = [
-                    None if np.isnan(v) else float(v) for v in values
-                ]
+                result.values.setdefault(feature.name, {})[key] = (
+                    [None if g else v for v, g in zip(values, gaps, strict=True)]
+                    if gaps.any() else values)
     return result
 
 
@@ -205,18 +212,15 @@ def _read_converted(
     source: tuple[str, ...],
     vplan: VariablePlan,
     grid: Grid,
-    indices: np.ndarray,
+    order: np.ndarray | None,
 ) -> np.ndarray:
     """Read the plan's hyperslab of each source variable, convert, add them up."""
     total = None
-    in_order = indices.size == nc.variables["time"].shape[0] and bool(
-        np.all(indices == np.arange(indices.size))
-    )
     for name in source:
         var = nc.variables[name]
         values = read_values(var, _hyperslab(var, path, vplan, grid))
-        if not in_order:
-            values = values[indices]
+        if order is not None:
+            values = values[order]
         units = getattr(var, "units", None)
         if units is None:
             raise InputFileError(path, f"variable {name} has no units attribute")

@@ -35,11 +35,23 @@ class Variable(BaseModel):
     sign: Literal[1, -1] = 1
     sources: dict[str, tuple[str, ...]]
 
-    def source_options(self, model: str) -> list[tuple[str, ...]]:
-        """Alternatives for ``model``, each a tuple of variables to add up."""
-        return [
-            tuple(part.strip() for part in alt.split("+")) for alt in self.sources.get(model, ())
-        ]
+    def source_options(self, model: str) -> tuple[tuple[str, ...], ...]:
+        """Alternatives for ``model``, each a tuple of variables to add up (parsed once)."""
+        return _source_options(self.name, model)
+
+
+@cache
+def _source_options(variable: str, model: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(part.strip() for part in alt.split("+"))
+                 for alt in variables()[variable].sources.get(model, ()))
+
+
+@cache
+def _source_options(variable: str, model: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(
+        tuple(part.strip() for part in alt.split("+"))
+        for alt in variables()[variable].sources.get(model, ())
+    )
 
 
 class Feature(BaseModel):
