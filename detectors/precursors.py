@@ -45,7 +45,7 @@ from detectors.samples import (
     summarise,
     view_features,
 )
-from detectors.skill import group_counts, skill, weighted_roc_auc
+from detectors.skill import group_counts, interval, skill, weighted_roc_auc
 from ensembles.errors import EsmwatchError
 
 log = logging.getLogger(__name__)
@@ -537,8 +537,7 @@ def _mean_by_weights(
 
 
 def _ci(replicates: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.nanquantile(replicates, [0.05, 0.95])
-    return float(lo), float(hi)
+    return interval(replicates, 0.9)
 
 
 def _aggregate(

@@ -74,7 +74,8 @@ def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (w * (p - y) ** 2).sum(axis=1) / w.sum(axis=1)
 
 
-def _ci(values: np.ndarray, level: float) -> tuple[float, float]:
+def interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap replicates."""
     alpha = (1 - level) / 2
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -96,11 +97,11 @@ def skill(y: np.ndarray, p: np.ndarray, groups: np.ndarray, *, n_boot: int = 500
     brier = weighted_brier(y, p, draws)
     return Skill(
         roc_auc=float(weighted_roc_auc(y, p, ones)[0]) if both else float("nan"),
-        roc_auc_ci=_ci(auc, level),
+        roc_auc_ci=interval(auc, level),
         pr_auc=float(weighted_average_precision(y, p, ones)[0]) if both else float("nan"),
-        pr_auc_ci=_ci(ap, level),
+        pr_auc_ci=interval(ap, level),
         brier=float(weighted_brier(y, p, ones)[0]),
-        brier_ci=_ci(brier, level),
+        brier_ci=interval(brier, level),
         n=int(y.size),
         n_positive=int(y.sum()),
     )
