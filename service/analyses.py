@@ -73,6 +73,11 @@ def _risk(features: xr.Dataset, settings: PrecursorSettings, result: PrecursorRe
         return None
     model.save(outdir / "risk_model", result.ensembles)
     risk = model.score(features)
+    onset = {m.member: m.first_freeze for m in result.members if m.first_freeze}
+    months = np.array([f"{t.year:04d}-{t.month:02d}" for t in features.time.values])
+    frozen = np.stack([months >= onset[str(m)] if str(m) in onset else np.zeros(months.size, bool)
+                       for m in risk.member.values])
+    risk = risk.where(~frozen)  # the model never saw frozen months: no risk is defined there
     peak = risk.max("time", skipna=True)
     for row in result.members:
         row.max_risk = float(peak.sel(member=row.member))
@@ -80,8 +85,8 @@ def _risk(features: xr.Dataset, settings: PrecursorSettings, result: PrecursorRe
     result.notes.append(
         f"risk model (onset within {model.settings.horizon_months} months): expected "
         f"calibration error {rel.expected_calibration_error:.3f}, Brier {rel.brier_calibrated:.3f}"
-        f" on held-out members {', '.join(rel.test_members)}; max_risk of other members is "
-        "in-sample")
+        f" on held-out members {', '.join(rel.test_members)}; max_risk (before onset) of other "
+        "members is in-sample")
     return {str(m): risk.sel(member=m).values for m in risk.member.values}
 
 
