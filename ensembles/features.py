@@ -221,8 +221,9 @@ def _run(
         )
         for i, (paths, model, case) in enumerate(batches)
     ]
-    if scheduler is None:
-        scheduler = "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
+    if scheduler is None:  # an active dask.distributed Client (e.g. dask-jobqueue) wins
+        scheduler = dask.config.get("scheduler", None) or (
+            "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous")
     bar = _Progress(len(tasks)) if progress else contextlib.nullcontext()
     # fork, not spawn: a spawned worker re-imports numpy, xarray and netCDF4 (seconds each)
     with bar, dask.config.set(
