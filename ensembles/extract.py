@@ -267,7 +267,12 @@ def _reduce(data: np.ndarray, vplan: VariablePlan) -> np.ndarray:
     matrix product over the flattened box, which is what keeps a scan near raw I/O speed.
     """
     flat = data.reshape(data.shape[0], -1)
-    valid = ~np.isnan(flat)
+    invalid = np.isnan(flat)
+    if not invalid.any():  # the common case: no land or fill cells in the box
+        weighted = flat @ vplan.weights
+        scale = M3S_PER_MSV if vplan.variable.reduction == "integral" else vplan.weights.sum(0)
+        return (weighted / scale).T
+    valid = ~invalid
     weighted = np.where(valid, flat, 0.0) @ vplan.weights  # (months, features)
     if vplan.variable.reduction == "integral":
         covered = valid @ (vplan.weights > 0) > 0

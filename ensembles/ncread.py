@@ -20,7 +20,7 @@ def read_values(var: netCDF4.Variable, index: tuple | slice = slice(None)) -> np
     values = raw.astype(float)
     for attr in ("_FillValue", "missing_value"):
         fill = getattr(var, attr, None)
-        if fill is not None:
-            values[raw == np.asarray(fill, dtype=raw.dtype)] = np.nan
-    values[np.abs(values) > FILL_MAGNITUDE] = np.nan
+        if fill is not None and not abs(float(np.asarray(fill).flat[0])) > FILL_MAGNITUDE:
+            values[raw == np.asarray(fill, dtype=raw.dtype)] = np.nan  # e.g. -999
+    values[np.abs(values) > FILL_MAGNITUDE] = np.nan  # CESM's 1e36-class fills
     return values
