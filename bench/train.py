@@ -20,17 +20,11 @@ import time
 
 import numpy as np
 
+from detectors.crossval import Fold, fold_inputs, make_folds
 from detectors.explain import explain, kernel_crosscheck
 from detectors.labels import label_freezes
 from detectors.models import get_model, pick_device
-from detectors.precursors import (
-    PrecursorSettings,
-    _configuration,
-    _Fold,
-    _folds,
-    _inputs,
-    analyse_precursors,
-)
+from detectors.precursors import PrecursorSettings, analyse_precursors
 from detectors.samples import Standardiser, build_samples, view_features
 from ensembles.synth.ensemble import simulate_ensemble
 from ensembles.synth.table import feature_table
@@ -61,12 +55,12 @@ def main() -> None:
         print(f"{name:<58s} {t1 - t0:7.1f} s")
     print(f"{'total':<58s} {end - start:7.1f} s   (explained model: {result.explain_model})")
     lead = 12
-    base = build_samples(table, label_freezes(table), lead, _configuration(table))
+    base = build_samples(table, label_freezes(table), lead, table["ensemble"])
     samples = base.select(view_features(base, "drivers"), "drivers")
-    fold = _folds(samples, 5, 0)[0]
-    fold = _Fold(fold.train, fold.test, Standardiser().fit(samples.subset(fold.train)))
-    x_train = _inputs(samples, fold, fold.train, "summary")
-    x_test = _inputs(samples, fold, fold.test, "summary")
+    fold = make_folds(samples, 5, 0)[0]
+    fold = Fold(fold.train, fold.test, Standardiser().fit(samples.subset(fold.train)))
+    x_train = fold_inputs(samples, fold, fold.train, "summary")
+    x_test = fold_inputs(samples, fold, fold.test, "summary")
     for name in ("mlp", result.explain_model):
         spec = get_model(name)
         model = spec.build(seed=0).fit(x_train, samples.y[fold.train],

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from detectors.crossval import make_folds
 from detectors.labels import label_freezes
-from detectors.precursors import AnalysisError, PrecursorSettings, _folds, analyse_precursors
+from detectors.precursors import AnalysisError, PrecursorSettings, analyse_precursors
 from detectors.results import PrecursorResult
 from detectors.samples import SampleRule, Standardiser, build_samples
 from ensembles.synth.ensemble import simulate_ensemble
@@ -31,7 +32,7 @@ FAST = PrecursorSettings(models=("mlp", "logistic"), n_boot=200, n_folds=4,
 def test_folds_never_share_a_member() -> None:
     table = _table("greenland_runoff")
     samples = build_samples(table, label_freezes(table), 12)
-    for fold in _folds(samples, 4, seed=0):
+    for fold in make_folds(samples, 4, seed=0):
         assert not set(samples.groups[fold.train]) & set(samples.groups[fold.test])
         assert samples.y[fold.test].sum() > 0
 
@@ -63,7 +64,7 @@ def test_standardiser_is_fitted_on_training_windows_only() -> None:
     table = _table("greenland_runoff")
     samples = build_samples(table, label_freezes(table), 12)
     everything = Standardiser().fit(samples)
-    for fold in _folds(samples, 4, seed=0):
+    for fold in make_folds(samples, 4, seed=0):
         train_only = Standardiser().fit(samples.subset(fold.train))
         np.testing.assert_array_equal(fold.scaler.clim, train_only.clim)
         np.testing.assert_array_equal(fold.scaler.scale, train_only.scale)
