@@ -72,7 +72,9 @@ class PrecursorSettings(BaseModel):
         "tests only a tested process can be significant")
     explain_rows: int = Field(
         400, ge=20, description="test windows explained per fold (all positives kept)")
-    kernel_samples: int = Field(0, ge=0, le=50, description="KernelExplainer cross-check rows")
+    kernel_samples: int = Field(
+        20, ge=0, le=50, description="rows of the first fold of every (lead, view) that "
+        "KernelExplainer also explains, as a cross-check of the fast explainer (0: off)")
     drop_views: tuple[str, ...] = Field(
         ("drivers",), description="views whose significant processes get drop-process tests "
         "(the full view's symptoms are redundant with each other, so removing one costs "

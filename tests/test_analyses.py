@@ -32,4 +32,7 @@ def test_run_precursors_writes_a_valid_result_report_and_figures(tmp_path) -> No
         assert (tmp_path / f"{figure}.png").stat().st_size > 1000
         assert f"{figure}.png" in html
     assert (tmp_path / "risk_model" / "weights.pt").exists()
+    checks = [c for c in result.explainer_checks if c.kernel_rank_correlation is not None]
+    assert checks and all(c.kernel_n == 20 for c in checks)
+    assert all(c.additivity_error < 1e-5 for c in result.explainer_checks)
     assert top_findings(result)[0].startswith("sea_ice_import")
