@@ -18,6 +18,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from ensembles.errors import ConfigurationError
+from ensembles.timeaxis import first_run
 
 REGION = "labsea_interior"
 # preference order: the monthly maximum is closest to "March maximum mixed-layer depth"
@@ -100,7 +101,7 @@ def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels
         frozen = (both[0] & both[1]) if rule.combine == "and" else (both[0] | both[1])
     else:
         frozen = flags[0]
-    onset_year = _first_run(frozen.values, rule.consecutive_winters)
+    onset_year = first_run(frozen.values, rule.consecutive_winters)
     years = frozen.year.values
     onset = np.array([f"{years[i]:04d}-01" if i >= 0 else "" for i in onset_year], dtype=object)
     member = frozen.member
@@ -111,16 +112,3 @@ def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels
         rule=rule,
         mixed_layer=mld[0] if mld is not None else None,
     )
-
-
-def _first_run(flags: np.ndarray, length: int) -> np.ndarray:
-    """Index of the first run of ``length`` True values per row, -1 where there is none."""
-    out = np.full(flags.shape[0], -1)
-    for row, values in enumerate(flags):
-        run = 0
-        for i, value in enumerate(values):
-            run = run + 1 if value else 0
-            if run == length:
-                out[row] = i - length + 1
-                break
-    return out

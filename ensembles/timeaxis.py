@@ -143,3 +143,16 @@ def _last_of_each_month(months: list[str]) -> np.ndarray:
     """Indices that sort the months and keep the last occurrence of each."""
     last = {month: i for i, month in enumerate(months)}
     return np.array([last[m] for m in sorted(last)], dtype=int)
+
+
+def first_run(flags: np.ndarray, length: int) -> np.ndarray:
+    """Index of the first run of ``length`` consecutive True values per row, -1 where none.
+
+    Freeze onsets are the first of N consecutive frozen winters; the synthetic generator's
+    truth and the detectors' labels both use this one rule.
+    """
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape[1] < length:
+        return np.full(flags.shape[0], -1)
+    runs = np.all(np.lib.stride_tricks.sliding_window_view(flags, length, axis=1), axis=2)
+    return np.where(np.any(runs, axis=1), np.argmax(runs, axis=1), -1)

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ensembles.timeaxis import first_run
+
 if TYPE_CHECKING:
     from ensembles.synth.scenarios import LandParameter, Scenario
 
@@ -906,14 +908,10 @@ def onset_years(mld: np.ndarray, ice: np.ndarray, consecutive: int = LABEL_WINTE
                 ) -> np.ndarray:
     """Index of the first winter of ``consecutive`` frozen winters (-1: never froze).
 
-    The same rule as ``detectors.labels`` (which this layer may not import), so truth.json
-    and the detectors' labels agree on clean series.
+    Uses the same run rule as ``detectors.labels``, so truth.json and the detectors' labels
+    agree on clean series.
     """
-    flags = frozen_winters(mld, ice)
-    if flags.shape[1] < consecutive:
-        return np.full(flags.shape[0], -1)
-    runs = np.all(np.lib.stride_tricks.sliding_window_view(flags, consecutive, axis=1), axis=2)
-    return np.where(np.any(runs, axis=1), np.argmax(runs, axis=1), -1)
+    return first_run(frozen_winters(mld, ice), consecutive)
 
 
 # --- one call ----------------------------------------------------------------------------
