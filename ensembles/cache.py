@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 
 from ensembles.extract import FileFeatures
@@ -26,6 +25,9 @@ CREATE TABLE IF NOT EXISTS file_features (
     payload TEXT NOT NULL
 )
 """
+
+
+_CHUNK = 500  # paths per lookup query, well under SQLite's limit on bound parameters
 
 
 def file_signature(path: str | Path) -> tuple[int, int]:
@@ -45,27 +47,33 @@ class FeatureCache:
         self._db.execute(_SCHEMA)
 
     def get_many(self, paths: Iterable[str]) -> dict[str, FileFeatures]:
-        """Cached features of every path whose signature still matches."""
+        """Cached features of every path whose signature still matches.
+
+        Rows are fetched a chunk of paths per query: a rescan looks up every file of an
+        ensemble, and one query per file would cost more than decoding the payloads.
+        """
         hits: dict[str, FileFeatures] = {}
-        for path in paths:
-            row = self._db.execute(
-                "SELECT size, mtime_ns, definitions, payload FROM file_features WHERE path = ?",
-                (path,),
-            ).fetchone()
-            if row is None or row[2] != self.definitions:
-                continue
-            try:
-                if (row[0], row[1]) != file_signature(path):
+        wanted = list(paths)
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i : i + _CHUNK]
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, payload FROM file_features "
+                f"WHERE definitions = ? AND path IN ({','.join('?' * len(chunk))})",
+                (self.definitions, *chunk),
+            )
+            for path, size, mtime_ns, payload in rows:
+                try:
+                    if (size, mtime_ns) != file_signature(path):
+                        continue
+                except OSError:
                     continue
-            except OSError:
-                continue
-            hits[path] = FileFeatures(**json.loads(row[3]))
+                hits[path] = FileFeatures(**json.loads(payload))
         return hits
 
     def put_many(self, results: Iterable[tuple[FileFeatures, tuple[int, int]]]) -> None:
         """Store results with the signature each file had *before* it was read."""
-        rows = [
-            (result.path, size, mtime_ns, self.definitions, json.dumps(asdict(result)))
+        rows = [  # vars(), not asdict(): the payload is plain JSON data, no deep copy needed
+            (result.path, size, mtime_ns, self.definitions, json.dumps(vars(result)))
             for result, (size, mtime_ns) in results
         ]
         with self._db:

@@ -4,6 +4,12 @@ This is the hot path of every scan: the file is opened once with netCDF4, and fo
 registry variable only the bounding box of the regions that need it (and, for 3-D ocean
 fields, only the levels of the upper layer) is read.  Selections are computed once per
 grid and reused for every file on it.
+
+Everything decided from a file's metadata (which variables to read, where, how to decode
+and convert them, how to decode time) is a :class:`FileLayout`, worked out for the first
+file of a stream and reused for the next ones while their variable names and
+:func:`~ensembles.ncread.fingerprint` (dims, types, units, fills, packing) are the same: a
+scan's files differ only in their data, and the metadata lookups cost as much as the reads.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ import numpy as np
 
 from ensembles.errors import EsmwatchError, InputFileError
 from ensembles.grids import Grid
-from ensembles.ncread import read_values
+from ensembles.ncread import Decoding, decoding, fingerprint, read_block
 from ensembles.regions import get_region, region_mask
 from ensembles.registry import Feature, Variable, features_for_component, registry
-from ensembles.timeaxis import decode_months
+from ensembles.timeaxis import TimeLayout, decode_months, time_layout
 from ensembles.units import conversion
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,43 @@ class VariablePlan:
     selections: tuple[Selection, ...]
     box: tuple[slice, ...]  # union of the selections' boxes: the only hyperslab read
     weights: np.ndarray  # (cells in the box [x levels], features): reductions as one matmul
+    norm: np.ndarray  # weights.sum(0): the denominators of means without missing cells
+    support: np.ndarray  # (weights > 0) as floats: which cells count for an integral
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """One source variable of an expression: the block to read and how to convert it."""
+
+    name: str
+    start: tuple[int, ...]  # per dimension after time
+    count: tuple[int, ...]
+    decoding: Decoding
+    scale: float  # unit conversion, times the variable's sign
+    offset: float
+
+
+@dataclass(frozen=True)
+class ExpressionRead:
+    """A source expression (``"SALT"``, ``"PRECC+PRECL"``): sources added up."""
+
+    key: str
+    sources: tuple[SourceRead, ...]
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """What a file's metadata decides, valid for every file with the same fingerprints."""
+
+    time: TimeLayout
+    reads: tuple[tuple[VariablePlan, tuple[ExpressionRead, ...]], ...]
+    fingerprints: tuple[tuple[str, tuple], ...]  # (variable, fingerprint) of all it used
+
+    def matches(self, nc: netCDF4.Dataset) -> bool:
+        """Whether this layout holds for ``nc`` (whose variable names are already known
+        to be the same)."""
+        variables = nc.variables
+        return all(fingerprint(variables[name]) == fp for name, fp in self.fingerprints)
 
 
 @dataclass
@@ -72,7 +115,24 @@ class GridPlan:
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self._selections: dict[str, Selection | None] = {}
+        self._layouts: dict[tuple[str, ...], FileLayout] = {}  # by the file's variable names
         self.notes: list[str] = []  # regions this grid cannot serve, reported once per batch
+
+    def layout(self, nc: netCDF4.Dataset, path: str, model: str) -> FileLayout:
+        """The layout of an open file: the last one built for files with the same variable
+        names when every fingerprint still matches, else a new one.
+
+        Raises
+        ------
+        InputFileError
+            See :func:`extract_features`; a failed layout is never kept.
+        """
+        names = tuple(nc.variables)
+        layout = self._layouts.get(names)
+        if layout is None or not layout.matches(nc):
+            log.debug("%s: new file layout for %s", path, self.grid.model)
+            layout = self._layouts[names] = _build_layout(nc, path, model, self)
+        return layout
 
     def selection(self, region: str) -> Selection | None:
         if region not in self._selections:
@@ -123,12 +183,15 @@ class GridPlan:
         if variable.vertical == "upper":
             thickness = _upper_levels(self.grid)
             weights = weights[:, None] * thickness[None, :, *([None] * len(shape))]
+        weights = weights.reshape(len(pairs), -1).T.copy()
         return VariablePlan(
             variable=variable,
             features=tuple(f for f, _ in pairs),
             selections=tuple(s for _, s in pairs),
             box=box,
-            weights=weights.reshape(len(pairs), -1).T.copy(),
+            weights=weights,
+            norm=weights.sum(0),
+            support=(weights > 0).astype(float),
         )
 
 
@@ -153,28 +216,67 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
     InputFileError
         Undecodable time, variables on an unexpected grid, unknown units.
     """
-    time = decode_months(nc, path)
+    layout = plan.layout(nc, path, model)
+    time = decode_months(nc, path, layout.time)
     result = FileFeatures(path=path, months=time.months, notes=list(time.notes))
     # restart overlaps are rare: only reorder the months when the file needs it
-    order = None if np.array_equal(time.indices, np.arange(nc.variables["time"].shape[0])) else (
-        time.indices)
-    for vplan in plan.variables.values():
-        for expression in _expressions(nc, vplan.variable, model):
-            try:
-                data = _read_converted(nc, path, expression, vplan, plan.grid, order)
-            except EsmwatchError as err:
-                raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
-            reduced = _reduce(data, vplan)
-            missing = np.isnan(reduced)
-            key = "+".join(expression)
-            for feature, values, gaps in zip(vplan.features, reduced.tolist(), missing,
-                                             strict=True):
-                if gaps.all():
-                    result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
-                result.values.setdefault(feature.name, {})[key] = (
-                    [None if g else v for v, g in zip(values, gaps, strict=True)]
-                    if gaps.any() else values)
+    n_times = len(nc.dimensions[layout.time.dims[0]])
+    order = None if np.array_equal(time.indices, np.arange(n_times)) else time.indices
+    for vplan, expressions in layout.reads:
+        for expression in expressions:
+            data = _read_expression(nc, expression, order)
+            _store(result, vplan, expression.key, _reduce(data, vplan))
     return result
+
+
+def _store(result: FileFeatures, vplan: VariablePlan, key: str, reduced: np.ndarray) -> None:
+    """Add one expression's reductions (features, months) to the result, NaN as None."""
+    missing = np.isnan(reduced)
+    if not missing.any():
+        for feature, values in zip(vplan.features, reduced.tolist(), strict=True):
+            result.values.setdefault(feature.name, {})[key] = values
+        return
+    for feature, values, gaps in zip(vplan.features, reduced.tolist(), missing, strict=True):
+        if gaps.all():
+            result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
+        result.values.setdefault(feature.name, {})[key] = (
+            [None if g else v for v, g in zip(values, gaps, strict=True)] if gaps.any() else values
+        )
+
+
+def _build_layout(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) -> FileLayout:
+    """Check a file's metadata against the plan and decide how to read each variable."""
+    time = time_layout(nc, path)
+    try:
+        reads = tuple(
+            (vplan, _variable_reads(nc, path, model, vplan, plan.grid))
+            for vplan in plan.variables.values()
+        )
+    except InputFileError:
+        decode_months(nc, path, time)  # time is read first: its problems are reported first
+        raise
+    used = time.variables + tuple(
+        source.name for _, expressions in reads for e in expressions for source in e.sources
+    )
+    return FileLayout(
+        time=time,
+        reads=reads,
+        fingerprints=tuple((name, fingerprint(nc.variables[name])) for name in dict.fromkeys(used)),
+    )
+
+
+def _variable_reads(
+    nc: netCDF4.Dataset, path: str, model: str, vplan: VariablePlan, grid: Grid
+) -> tuple[ExpressionRead, ...]:
+    """How to read each source expression of one registry variable that the file holds."""
+    reads = []
+    for expression in _expressions(nc, vplan.variable, model):
+        try:
+            sources = tuple(_source_read(nc, path, name, vplan, grid) for name in expression)
+        except EsmwatchError as err:
+            raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
+        reads.append(ExpressionRead("+".join(expression), sources))
+    return tuple(reads)
 
 
 def _expressions(nc: netCDF4.Dataset, variable: Variable, model: str) -> list[tuple[str, ...]]:
@@ -206,34 +308,56 @@ def _target_units(variable: Variable) -> str:
     return "m s-1" if variable.reduction == "integral" else variable.units
 
 
-def _read_converted(
-    nc: netCDF4.Dataset,
-    path: str,
-    source: tuple[str, ...],
-    vplan: VariablePlan,
-    grid: Grid,
-    order: np.ndarray | None,
+def _source_read(
+    nc: netCDF4.Dataset, path: str, name: str, vplan: VariablePlan, grid: Grid
+) -> SourceRead:
+    """Where to read one source variable and how to bring it to the target units."""
+    var = nc.variables[name]
+    box = _hyperslab(var, path, vplan, grid)
+    units = getattr(var, "units", None)
+    if units is None:
+        raise InputFileError(path, f"variable {name} has no units attribute")
+    scale, offset = conversion(units, _target_units(vplan.variable), registry().water_density)
+    sign = vplan.variable.sign
+    return SourceRead(
+        name=name,
+        start=tuple(b.start for b in box),
+        count=tuple(b.stop - b.start for b in box),
+        decoding=decoding(var),
+        scale=scale * sign,
+        offset=offset * sign,
+    )
+
+
+def _read_expression(
+    nc: netCDF4.Dataset, expression: ExpressionRead, order: np.ndarray | None
 ) -> np.ndarray:
-    """Read the plan's hyperslab of each source variable, convert, add them up."""
+    """Read, convert and add up the sources of one expression, months in order."""
+    n_records = len(nc.dimensions["time"])  # every source is checked to be on `time`
     total = None
-    for name in source:
-        var = nc.variables[name]
-        values = read_values(var, _hyperslab(var, path, vplan, grid))
+    for source in expression.sources:
+        values = read_block(
+            nc.variables[source.name],
+            source.decoding,
+            (0, *source.start),
+            (n_records, *source.count),
+        )
         if order is not None:
             values = values[order]
-        units = getattr(var, "units", None)
-        if units is None:
-            raise InputFileError(path, f"variable {name} has no units attribute")
-        scale, offset = conversion(units, _target_units(vplan.variable), registry().water_density)
-        scale *= vplan.variable.sign
-        if scale != 1.0 or offset != 0.0:
-            values *= scale
-            values += offset * vplan.variable.sign
-        total = values if total is None else total + values
+        if source.scale != 1.0 or source.offset != 0.0:
+            values *= source.scale
+            values += source.offset
+        if total is None:
+            total = values
+        else:
+            total += values
     return total
 
 
-def _hyperslab(var: netCDF4.Variable, path: str, vplan: VariablePlan, grid: Grid) -> tuple:
+def _hyperslab(
+    var: netCDF4.Variable, path: str, vplan: VariablePlan, grid: Grid
+) -> tuple[slice, ...]:
+    """The block of ``var`` after its time dimension that the plan reduces."""
     dims = var.dimensions
     ndim_h = len(grid.dims)
     if dims[-ndim_h:] != grid.dims or dims[0] != "time":
@@ -247,10 +371,10 @@ def _hyperslab(var: netCDF4.Variable, path: str, vplan: VariablePlan, grid: Grid
             raise InputFileError(
                 path, f"3-D variable {var.name} has no usable vertical levels (dims {dims})"
             )
-        return (slice(None), slice(0, _upper_levels(grid).size), *vplan.box)
+        return (slice(0, _upper_levels(grid).size), *vplan.box)
     if middle:
         raise InputFileError(path, f"variable {var.name} has unexpected extra dims {middle}")
-    return (slice(None), *vplan.box)
+    return vplan.box
 
 
 def _upper_levels(grid: Grid) -> np.ndarray:
@@ -265,18 +389,20 @@ def _reduce(data: np.ndarray, vplan: VariablePlan) -> np.ndarray:
     Area-weighted means (thickness-weighted too for layers) skip missing cells and
     renormalise; integrals sum the valid cells and are converted to mSv.  Both are one
     matrix product over the flattened box, which is what keeps a scan near raw I/O speed.
+    ``data`` is the reader's own array: missing cells are zeroed in place.
     """
     flat = data.reshape(data.shape[0], -1)
     invalid = np.isnan(flat)
     if not invalid.any():  # the common case: no land or fill cells in the box
         weighted = flat @ vplan.weights
-        scale = M3S_PER_MSV if vplan.variable.reduction == "integral" else vplan.weights.sum(0)
+        scale = M3S_PER_MSV if vplan.variable.reduction == "integral" else vplan.norm
         return (weighted / scale).T
+    flat[invalid] = 0.0
+    weighted = flat @ vplan.weights  # (months, features)
     valid = ~invalid
-    weighted = np.where(valid, flat, 0.0) @ vplan.weights  # (months, features)
     if vplan.variable.reduction == "integral":
-        covered = valid @ (vplan.weights > 0) > 0
+        covered = valid @ vplan.support > 0
         return np.where(covered, weighted / M3S_PER_MSV, np.nan).T
     norm = valid @ vplan.weights
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, weighted / norm, np.nan).T
+    means = np.full_like(weighted, np.nan)
+    return np.divide(weighted, norm, out=means, where=norm > 0).T

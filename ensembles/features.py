@@ -33,7 +33,9 @@ from ensembles.timeaxis import month_centre
 
 log = logging.getLogger(__name__)
 
-BATCH_FILES = 240  # files per dask task: large enough to amortise the grid read
+# files per dask task: each task reads its grid and builds its region plan and file layouts
+# again (10-20 ms), which a few hundred files of ~1 ms each would feel
+BATCH_FILES = 1200
 
 
 @dataclass
@@ -247,37 +249,9 @@ def assemble(
     info = {f.case: f for f in files}
     where = {(f.case, f.component): f.path.parent for f in files}
     model_of = {(f.case, f.component): f.model for f in files}
-    # (case, feature, month) -> {expression: value}, filled from files in path order
-    contributions: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
-    owner: dict[tuple[str, str, str, str], str] = {}
-    months_by_component: dict[tuple[str, str], set[str]] = defaultdict(set)
-    duplicates: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for f in sorted(files, key=lambda f: str(f.path)):
-        result = by_path.get(str(f.path))
-        if result is None:
-            continue
-        for note in result.notes:
-            problems.append(InputFileError(result.path, note))
-        months_by_component[(f.case, f.component)].update(result.months)
-        for name, by_expression in result.values.items():
-            for expression, values in by_expression.items():
-                for month, value in zip(result.months, values, strict=True):
-                    first = owner.setdefault((f.case, name, expression, month), result.path)
-                    if first != result.path:
-                        duplicates[(result.path, first)].add(month)
-                        continue
-                    contributions[(f.case, name, month)][expression] = value
-    cells: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
-    sources: dict[str, set[str]] = defaultdict(set)
-    partial: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for (case, name, month), parts in contributions.items():
-        variable = features()[name].var
-        chosen = resolve(variable, model_of[(case, variable.component)], parts)
-        if chosen is None:
-            partial[(case, name)].update(parts)
-            continue
-        sources[name].add(chosen[0])
-        cells[(case, name)][month] = chosen[1]
+    collected = _collect(files, by_path, problems)
+    months_by_component = collected.months_by_component
+    cells, sources, partial = _resolve_all(collected, model_of)
     problems.extend(
         InputFileError(
             where[(case, features()[name].var.component)],
@@ -292,7 +266,7 @@ def assemble(
             f"months {', '.join(sorted(months))} already read from {first} "
             "(two streams or a restart overlap); kept that file's values",
         )
-        for (path, first), months in sorted(duplicates.items())
+        for (path, first), months in sorted(collected.duplicates.items())
     )
     problems.extend(_missing_months(months_by_component, where))
     problems.extend(_missing_variables(cells, months_by_component, where, sources))
@@ -317,6 +291,86 @@ def assemble(
         esmwatch_version=__version__, feature_definitions=definitions_hash(), Conventions="CF-1.8"
     )
     return dataset, problems
+
+
+@dataclass
+class _Collected:
+    """Every file's values by member and feature, ready to resolve into table cells."""
+
+    # (case, feature) -> month -> {expression: value}
+    contributions: dict[tuple[str, str], dict[str, dict[str, float | None]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    # (case, feature) -> expression -> month -> the first file that gave it
+    owners: dict[tuple[str, str], dict[str, dict[str, str]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    months_by_component: dict[tuple[str, str], set[str]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
+    duplicates: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def _collect(
+    files: Sequence[CesmFile], by_path: dict[str, FileFeatures], problems: list[InputFileError]
+) -> _Collected:
+    """Every file's values, in path order; file notes become problems.
+
+    This runs over every file of the ensemble on each rescan, cached or not, so it is kept
+    to a few dict operations per value (series are keyed by (case, feature), not by month).
+    """
+    out = _Collected()
+    for f in sorted(files, key=lambda f: str(f.path)):
+        result = by_path.get(str(f.path))
+        if result is None:
+            continue
+        path, case, months = result.path, f.case, result.months
+        problems.extend(InputFileError(path, note) for note in result.notes)
+        out.months_by_component[(case, f.component)].update(months)
+        for name, by_expression in result.values.items():
+            series = out.contributions[(case, name)]
+            owners = out.owners[(case, name)]
+            for expression, values in by_expression.items():
+                owner = owners.setdefault(expression, {})
+                for month, value in zip(months, values, strict=True):
+                    first = owner.setdefault(month, path)
+                    if first != path:
+                        out.duplicates[(path, first)].add(month)
+                        continue
+                    series.setdefault(month, {})[expression] = value
+    return out
+
+
+def _resolve_all(
+    collected: _Collected, model_of: dict[tuple[str, str], str]
+) -> tuple[
+    dict[tuple[str, str], dict[str, float | None]],
+    dict[str, set[str]],
+    dict[tuple[str, str], set[str]],
+]:
+    """One value per member, feature and month: the preferred source expression's."""
+    cells: dict[tuple[str, str], dict[str, float | None]] = {}
+    sources: dict[str, set[str]] = defaultdict(set)
+    partial: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for key, series in collected.contributions.items():
+        variable = features()[key[1]].var
+        model = model_of[(key[0], variable.component)]
+        expressions = collected.owners[key]
+        if len(expressions) == 1:  # the usual series: resolve once, not once per month
+            (only,) = expressions
+            chosen = resolve(variable, model, {only: None})
+            if chosen is not None and chosen[0] == only:
+                sources[key[1]].add(only)
+                cells[key] = {month: parts[only] for month, parts in series.items()}
+                continue
+        for month, parts in series.items():
+            chosen = resolve(variable, model, parts)
+            if chosen is None:
+                partial[key].update(parts)
+                continue
+            sources[key[1]].add(chosen[0])
+            cells.setdefault(key, {})[month] = chosen[1]
+    return cells, sources, partial
 
 
 def _attrs(name: str, used_sources: set[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ import netCDF4
 import numpy as np
 
 from ensembles.errors import InputFileError
-from ensembles.ncread import read_values
+from ensembles.ncread import Decoding, decoding, read_block
 
 BOUNDS_NAMES = ("time_bnds", "time_bounds", "time_bound")
 MONTH_DAYS = (27.5, 31.5)  # a bounds width outside this is not a monthly mean
@@ -45,20 +45,39 @@ def month_centre(key: str, calendar: str = "noleap") -> cftime.datetime:
     return start + (end - start) / 2
 
 
-def _bounds_variable(nc: netCDF4.Dataset, time: netCDF4.Variable) -> netCDF4.Variable | None:
+@dataclass(frozen=True)
+class TimeLayout:
+    """What a stream's attributes say about its time axis, worked out once per layout."""
+
+    dims: tuple[str, ...]  # of `time`; the first is the time dimension
+    units: str
+    calendar: str
+    bounds: str | None  # the bounds variable, None when the file has none
+    bounds_dims: tuple[str, ...]
+    time_decoding: Decoding
+    bounds_decoding: Decoding | None
+    origin: float | None  # for arithmetic decoding on the noleap calendar (see _noleap_origin)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Variables whose attributes this layout was derived from."""
+        return ("time",) if self.bounds is None else ("time", self.bounds)
+
+
+def _bounds_name(nc: netCDF4.Dataset, time: netCDF4.Variable) -> str | None:
     name = getattr(time, "bounds", None)
     if name and name in nc.variables:
-        return nc.variables[name]
-    return next((nc.variables[n] for n in BOUNDS_NAMES if n in nc.variables), None)
+        return name
+    return next((n for n in BOUNDS_NAMES if n in nc.variables), None)
 
 
-def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
-    """Label each time step of an open file with its month.
+def time_layout(nc: netCDF4.Dataset, path: str) -> TimeLayout:
+    """Read and check the time attributes of an open file.
 
     Raises
     ------
     InputFileError
-        No decodable time, or time steps that are not monthly means.
+        No `time` variable, or one without CF units.
     """
     if "time" not in nc.variables:
         raise InputFileError(path, "no `time` variable")
@@ -67,13 +86,38 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
     calendar = getattr(time, "calendar", "standard")
     if not units or "since" not in units:
         raise InputFileError(path, f"time has no CF units (got {units!r})")
-    n_times = time.shape[0]
+    bounds = _bounds_name(nc, time)
+    return TimeLayout(
+        dims=time.dimensions,
+        units=units,
+        calendar=calendar,
+        bounds=bounds,
+        bounds_dims=() if bounds is None else nc.variables[bounds].dimensions,
+        time_decoding=decoding(time),
+        bounds_decoding=None if bounds is None else decoding(nc.variables[bounds]),
+        origin=_noleap_origin(units) if calendar in _NOLEAP else None,
+    )
+
+
+def decode_months(nc: netCDF4.Dataset, path: str, layout: TimeLayout | None = None) -> FileTime:
+    """Label each time step of an open file with its month.
+
+    ``layout`` is the file's :func:`time_layout` when the caller has checked that it
+    applies (a scan reuses it for every file of a stream); None reads it from the file.
+
+    Raises
+    ------
+    InputFileError
+        No decodable time, or time steps that are not monthly means.
+    """
+    layout = layout or time_layout(nc, path)
+    n_times = len(nc.dimensions[layout.dims[0]])
     if n_times == 0:
         raise InputFileError(path, "time axis is empty (file still being written?)")
-    bounds = _bounds_variable(nc, time)
     notes: list[str] = []
-    if bounds is not None:
-        bnds = read_values(bounds).reshape(n_times, 2)
+    if layout.bounds is not None:
+        bnds = _read_whole(nc, layout.bounds, layout.bounds_dims, layout.bounds_decoding)
+        bnds = bnds.reshape(n_times, 2)
         width = bnds[:, 1] - bnds[:, 0]
         if np.any((width < MONTH_DAYS[0]) | (width > MONTH_DAYS[1])):
             raise InputFileError(
@@ -85,9 +129,10 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
             raise InputFileError(
                 path, "time bounds hold missing values (file still being written?)"
             )
-        months = _months_of(bnds.mean(axis=1), units, calendar, path)
+        months = _months_of(0.5 * (bnds[:, 0] + bnds[:, 1]), layout, path)
     else:
-        dates = _decode(read_values(time), units, calendar, path)
+        values = _read_whole(nc, "time", layout.dims, layout.time_decoding)
+        dates = _decode(values, layout.units, layout.calendar, path)
         months = [month_key(_shift_end_stamp(d)) for d in dates]
         notes.append("no time bounds: month taken from the time stamp")
     indices = _last_of_each_month(months)
@@ -95,7 +140,12 @@ def decode_months(nc: netCDF4.Dataset, path: str) -> FileTime:
         notes.append(
             "time not monotonic or repeated (restart overlap?): kept the last value per month"
         )
-    return FileTime([months[i] for i in indices], indices, calendar, notes)
+    return FileTime([months[i] for i in indices], indices, layout.calendar, notes)
+
+
+def _read_whole(nc: netCDF4.Dataset, name: str, dims: tuple[str, ...], how: Decoding) -> np.ndarray:
+    count = [len(nc.dimensions[d]) for d in dims]
+    return read_block(nc.variables[name], how, [0] * len(count), count)
 
 
 _NOLEAP = ("noleap", "365_day")
@@ -112,24 +162,29 @@ def _decode(values: np.ndarray, units: str, calendar: str, path: str) -> np.ndar
 
 @cache
 def _noleap_origin(units: str) -> float | None:
-    """Days from 0000-01-01 to the units' reference date, for 'days since' on noleap."""
+    """Days from 0000-01-01 to the units' reference date, for 'days since' on noleap.
+
+    None when the arithmetic does not apply, so cftime decodes (and reports bad units).
+    """
     if not units.strip().startswith("days since"):
         return None
-    ref = cftime.num2date(0.0, units, "noleap", only_use_cftime_datetimes=True)
+    try:
+        ref = cftime.num2date(0.0, units, "noleap", only_use_cftime_datetimes=True)
+    except (ValueError, TypeError):
+        return None
     seconds = ref.hour * 3600 + ref.minute * 60 + ref.second
     return ref.year * 365 + _MONTH_START[ref.month - 1] + ref.day - 1 + seconds / 86400
 
 
-def _months_of(centres: np.ndarray, units: str, calendar: str, path: str) -> list[str]:
+def _months_of(centres: np.ndarray, layout: TimeLayout, path: str) -> list[str]:
     """Month keys of interval centres; plain arithmetic on the noleap calendar (the CESM
     default, and the hot path of every scan), cftime for every other calendar."""
-    origin = _noleap_origin(units) if calendar in _NOLEAP else None
-    if origin is None:
-        return [month_key(d) for d in _decode(centres, units, calendar, path)]
-    days = origin + centres
+    if layout.origin is None:
+        return [month_key(d) for d in _decode(centres, layout.units, layout.calendar, path)]
+    days = layout.origin + centres
     years = np.floor(days / 365).astype(int)
     months = np.searchsorted(_MONTH_START, days - years * 365, side="right")
-    return [f"{y:04d}-{m:02d}" for y, m in zip(years, months, strict=True)]
+    return [f"{y:04d}-{m:02d}" for y, m in zip(years.tolist(), months.tolist(), strict=True)]
 
 
 def _shift_end_stamp(date: cftime.datetime) -> cftime.datetime:

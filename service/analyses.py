@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from detectors.consistency import ConsistencyResult, ConsistencySettings, consistency_test
 from detectors.labels import label_freezes
 from detectors.precursors import PrecursorSettings, analyse_precursors
 from detectors.results import PrecursorResult
@@ -141,3 +142,29 @@ def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir
              for c in result.explainer_checks])]),
     ]
     return write_report(outdir, "esmwatch: precursors of the Labrador Sea freeze", sections)
+
+
+def run_consistency(reference: xr.Dataset, candidate: xr.Dataset, outdir: Path,
+                    settings: ConsistencySettings) -> ConsistencyResult:
+    """Test the candidate against its reference; write result.json and report.html."""
+    result = consistency_test(reference, candidate, settings)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
+    write_report(outdir, "esmwatch: ensemble consistency test", [
+        Section("Verdict", paragraphs=[consistency_summary(result, settings)],
+                notes=result.notes),
+        Section("Principal components", tables=[Table(
+            ["PC", "explained variance", "failing runs", "fails"],
+            [(p.pc, p.explained_variance, ", ".join(p.failing_runs), p.fails)
+             for p in result.pcs])]),
+    ])
+    return result
+
+
+def consistency_summary(result: ConsistencyResult, settings: ConsistencySettings) -> str:
+    """The verdict with the rule that produced it, in one sentence."""
+    return (f"{result.verdict.upper()}: {result.failing_pcs} of {result.n_pcs} PCs fail "
+            f"(rule: a PC fails outside {settings.sigma} sd in {settings.runs_failing} of "
+            f"{settings.runs} runs; the case fails with {settings.min_failing_pcs} failing "
+            f"PCs). False-positive rate on held-out reference members: "
+            f"{result.false_positive_rate:.1%}.")

@@ -43,6 +43,7 @@ from service.store import (
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
+MAX_OFFSET = 2**31 - 1  # larger offsets overflow SQLite's INTEGER: a 422, not a 500
 _STATUS = {InvalidParameters: 422, UnknownJobType: 422, NotFound: 404, Conflict: 409,
            EsmwatchError: 400}
 
@@ -255,7 +256,7 @@ def create_job(submission: JobSubmission, request: Request, settings: SettingsDe
 @api.get("/jobs", response_model=JobPage)
 def list_jobs(db: Db, job_type: Annotated[str | None, Query(alias="type")] = None,
               state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
     """Newest first; filter by type and state."""
     items, total = db.list_jobs(job_type=job_type, state=state, limit=limit, offset=offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -303,7 +304,7 @@ def list_models(db: Db) -> Any:
 
 @api.get("/alerts", response_model=list[AlertOut])
 def list_alerts(db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+                offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
     return db.list_alerts(limit=limit, offset=offset)
 
 

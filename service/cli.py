@@ -22,11 +22,24 @@ app = typer.Typer(
 )
 log = logging.getLogger("esmwatch")
 
-from service.cli_ops import beat, ensemble_app, jobs_app, serve, token_app, worker  # noqa: E402
+from service.cli_ops import (  # noqa: E402
+    beat,
+    ensemble_app,
+    jobs_app,
+    model_app,
+    report,
+    scan,
+    serve,
+    token_app,
+    worker,
+)
 
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(token_app, name="token")
 app.add_typer(ensemble_app, name="ensemble")
+app.add_typer(model_app, name="model")
+app.command()(scan)
+app.command()(report)
 app.command()(serve)
 app.command()(worker)
 app.command()(beat)
@@ -69,6 +82,9 @@ def synth(
     layout: Annotated[
         str, typer.Option(help="history (short-term archive) or tseries.")
     ] = "history",
+    design: Annotated[
+        str, typer.Option(help="ppe only: oaat (one at a time) or sampled (Latin hypercube).")
+    ] = "oaat",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from ensembles.synth.ensemble import synthesize
@@ -85,6 +101,7 @@ def synth(
             size=size,
             layout=layout,
             progress=True,
+            design=design,
         )
     except EsmwatchError as err:
         raise _fail(err) from None
@@ -192,6 +209,57 @@ def analyze_precursors(
         typer.echo(f"  {line}")
 
 
+@analyze_app.command("sensitivity")
+def analyze_sensitivity(
+    coupled: Annotated[list[Path], typer.Option(help="Root of the coupled PPE (repeatable).")],
+    offline: Annotated[list[Path], typer.Option(help="Root of the offline (land-only) PPE "
+                                                     "(repeatable).")],
+    target: Annotated[str, typer.Option(help="variable:region:season[:YYYY-YYYY], e.g. "
+                                             "eflx_lh_tot:north_america_ne:JJA.")
+                      ] = "eflx_lh_tot:north_america_ne:JJA",
+    params: Annotated[Path | None, typer.Option(
+        help="Parameter table of the coupled runs (or both setups). Default: "
+             "coupled_params.csv in a coupled root or its parent.")] = None,
+    offline_params: Annotated[Path | None, typer.Option(
+        help="Parameter table of the offline runs. Default: offline_params.csv in an offline "
+             "root or its parent; else paired through the crosswalk.")] = None,
+    parameters: Annotated[Path | None, typer.Option(
+        help="parameters.csv (parameter,default,min,max). Default: parameters.csv beside the "
+             "roots; else ranges come from the tables.")] = None,
+    crosswalk: Annotated[Path | None, typer.Option(
+        help="coupled,offline pairs. Default: crosswalk.csv beside the roots.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("sensitivity"),
+    bootstrap: Annotated[int, typer.Option(min=0, help="Sampled designs: bootstrap refits.")
+                         ] = 200,
+    ci_level: Annotated[float, typer.Option(help="Level of every confidence interval.")] = 0.9,
+    seed: Annotated[int, typer.Option()] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
+                         ] = Path(".esmwatch-cache"),
+) -> None:
+    """Coupled vs offline effect of each parameter on a target, with CIs and a verdict.
+
+    Verdicts: consistent, amplified, damped, sign-flip, coupled-only, offline-only, no-effect.
+    Tables not given are looked for beside the roots (the layout `esmwatch synth --kind ppe`
+    writes).
+    """
+    from detectors.sensitivity.analysis import SensitivitySettings
+    from service.sensitivity import SensitivityParams, run_sensitivity, summary_lines
+
+    try:
+        job = SensitivityParams(
+            coupled=coupled, offline=offline, params=params, offline_params=offline_params,
+            parameters=parameters, crosswalk=crosswalk, target=target,
+            settings=SensitivitySettings(n_bootstrap=bootstrap, ci_level=ci_level, seed=seed))
+        with _ProgressBar() as report:
+            result = run_sensitivity(job, out, cache_dir, report)
+    except (EsmwatchError, ValueError) as err:
+        raise _fail(err) from None
+    typer.echo(f"{result.design} design, target {result.target.feature} {result.target.season}"
+               f" ({result.target.units}); report: {(out / 'report.html').resolve()}")
+    for line in summary_lines(result):
+        typer.echo(f"  {line}")
+
+
 class _ProgressBar:
     """A rich progress bar fed by (fraction, message) callbacks."""
 
@@ -220,9 +288,11 @@ def schema(
 
     from detectors.consistency import ConsistencyResult
     from detectors.results import PrecursorResult
+    from detectors.sensitivity_results import SensitivityResult
 
     schemas = {"precursors": PrecursorResult.model_json_schema(by_alias=True),
-               "consistency": ConsistencyResult.model_json_schema(by_alias=True)}
+               "consistency": ConsistencyResult.model_json_schema(by_alias=True),
+               "sensitivity": SensitivityResult.model_json_schema(by_alias=True)}
     try:
         from service.jobs import result_schemas
 
@@ -245,39 +315,26 @@ def demo(
     members: Annotated[int, typer.Option(min=6)] = 16,
     years: Annotated[int, typer.Option(min=15)] = 30,
 ) -> None:
-    """Synthetic CESM3-like freeze database -> features -> precursor analysis -> HTML report.
+    """Synthetic ensembles -> precursors -> sensitivity -> nightly scan -> HTML reports.
 
-    Runs embedded (no broker, no database server). The planted cause is in
-    WORKDIR/data/truth.json, which the analysis never reads: compare it with the report.
+    Runs embedded (SQLite, no broker) entirely under WORKDIR, through the same jobs as
+    production. The planted cause is in WORKDIR/data/freeze/truth.json, which the analysis
+    never reads: compare it with the report.
     """
-    import json
+    from service.demo import run_demo
 
-    from detectors.precursors import PrecursorSettings
-    from detectors.samples import SampleRule
-    from ensembles.synth.ensemble import synthesize
-    from service.analyses import load_features, run_precursors, top_findings
-
-    data = workdir / "data"
     try:
         with _ProgressBar() as report:
-            if not (data / "truth.json").exists():
-                report(0.0, f"writing {members} synthetic members x {years} years")
-                synthesize(data, kind="freeze-database", scenario=scenario, members=members,
-                           years=years, size="small", flavour="cesm3")
-            built = load_features([data], workdir / "cache", report)
-            settings = PrecursorSettings(models=("mlp", "cnn", "logistic", "gbm"),
-                                         samples=SampleRule(leads_months=(6, 12, 24, 36)))
-            result = run_precursors(built.dataset, workdir / "precursors", settings,
-                                    [str(p) for p in built.problems], report)
+            outcome = run_demo(workdir, scenario=scenario, members=members, years=years,
+                               progress=report)
     except EsmwatchError as err:
         raise _fail(err) from None
-    truth = json.loads((data / "truth.json").read_text())
-    typer.echo(f"report: {(workdir / 'precursors' / 'report.html').resolve()}")
-    typer.echo(f"{result.n_members} members, {result.n_frozen} froze. Top drivers found:")
-    for line in top_findings(result):
+    typer.echo(f"report: {outcome.report}")
+    typer.echo("top findings:")
+    for line in outcome.findings:
         typer.echo(f"  {line}")
     typer.echo(f"planted cause (truth.json, never read by the analysis): "
-               f"{truth.get('main_driver')}")
+               f"{outcome.truth.get('main_driver')}")
 
 
 check_app = typer.Typer(help="Statistical checks of a candidate configuration.",
@@ -296,31 +353,16 @@ def check_consistency(
                          ] = Path(".esmwatch-cache"),
 ) -> None:
     """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
-    from detectors.consistency import ConsistencySettings, consistency_test
-    from service.analyses import load_features
-    from service.report import Section, Table, write_report
+    from detectors.consistency import ConsistencySettings
+    from service.analyses import load_features, run_consistency
 
     try:
         settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
         ref = load_features([reference], cache_dir).dataset
         cand = load_features([case], cache_dir).dataset
-        result = consistency_test(ref, cand, settings)
+        result = run_consistency(ref, cand, out, settings)
     except (EsmwatchError, ValueError) as err:
         raise _fail(err) from None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
-    write_report(out, "esmwatch: ensemble consistency test", [
-        Section("Verdict", paragraphs=[
-            f"{result.verdict.upper()}: {result.failing_pcs} of {result.n_pcs} PCs fail "
-            f"(rule: a PC fails outside {settings.sigma} sd in {settings.runs_failing} of "
-            f"{settings.runs} runs; the case fails with {settings.min_failing_pcs} failing "
-            f"PCs). False-positive rate on held-out reference members: "
-            f"{result.false_positive_rate:.1%}."], notes=result.notes),
-        Section("Principal components", tables=[Table(
-            ["PC", "explained variance", "failing runs", "fails"],
-            [(p.pc, p.explained_variance, ", ".join(p.failing_runs), p.fails)
-             for p in result.pcs])]),
-    ])
     typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
                f"false-positive rate {result.false_positive_rate:.1%}; report: "
                f"{(out / 'report.html').resolve()}")

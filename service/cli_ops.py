@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 jobs_app = typer.Typer(help="Inspect, cancel and recover analysis jobs.", no_args_is_help=True)
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 ensemble_app = typer.Typer(help="Register and list ensembles.", no_args_is_help=True)
+model_app = typer.Typer(help="The model registry: versions and which one scans use.",
+                        no_args_is_help=True)
 
 
 @contextmanager
@@ -132,6 +134,76 @@ def ensemble_list() -> None:
     for ensemble in ensembles:
         typer.echo(f"{ensemble.name:<24} {ensemble.kind:<16} {ensemble.configuration}  "
                    f"{', '.join(ensemble.roots)}")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Registered model versions, newest first; * marks the promoted one."""
+    with _user_errors():
+        models = _store().list_models()
+    for model in models:
+        mark = "*" if model.promoted else " "
+        typer.echo(f"{mark} {model.name} v{model.version:<4} {model.created:%Y-%m-%d %H:%M}  "
+                   f"{model.metrics.get('reliability', '')}")
+    if not models:
+        typer.echo("no models yet: a precursors job registers its risk model")
+
+
+@model_app.command("promote")
+def model_promote(name: str, version: int) -> None:
+    """Make VERSION of NAME the model the next scans use."""
+    with _user_errors():
+        _store().promote_model(name, version)
+    typer.echo(f"promoted {name} v{version}")
+
+
+def submit_and_report(job_type: str, params: dict[str, object]) -> dict[str, object] | None:
+    """Run a job (embedded: here and now; with a broker: queued) and return its result.
+
+    With a broker, the job id is printed and None returned: ``esmwatch jobs show ID``
+    follows it.
+    """
+    from service.jobs import RESULT_FILE, submit_job
+
+    settings = get_settings()
+    job_id = submit_job(job_type, params, settings=settings, wait=settings.embedded)
+    if not settings.embedded:
+        typer.echo(f"submitted {job_type} job {job_id}; follow it with esmwatch jobs show")
+        return None
+    job = _store().get_job(job_id)
+    if job.state != "succeeded":
+        raise EsmwatchError(f"{job_type} job {job_id} {job.state}: {job.error or job.message}")
+    return json.loads((settings.job_results_dir(job_id) / RESULT_FILE).read_text())
+
+
+def scan(
+    ensemble: Annotated[list[str] | None, typer.Option(
+        help="Registered ensemble to scan (repeatable); all when omitted.")] = None,
+    alerts: Annotated[bool, typer.Option(help="Send new findings to the alert sinks.")] = True,
+) -> None:
+    """Scan registered ensembles now: new files, risk, freezes, consistency, alerts."""
+    with _user_errors():
+        result = submit_and_report("scan", {"ensembles": ensemble or [],
+                                            "send_alerts": alerts})
+    if result is None:
+        return
+    typer.echo(f"{result['files_read']} files read, {result['files_cached']} cached; "
+               f"{len(result['findings'])} new finding(s); report: "
+               f"{get_settings().job_results_dir(str(result['job_id'])) / 'report.html'}")
+    for finding in result["findings"]:
+        typer.echo(f"  {finding['message']}")
+    for note in result["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+def report(job_id: str) -> None:
+    """Print the path of a finished job's report.html."""
+    with _user_errors():
+        job = _store().get_job(job_id)
+        path = get_settings().job_results_dir(job.id) / "report.html"
+        if not path.is_file():
+            raise EsmwatchError(f"job {job_id} is {job.state} and has no report")
+    typer.echo(path)
 
 
 def serve(

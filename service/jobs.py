@@ -46,7 +46,7 @@ from service.settings import (
     get_settings,
     validate_with_settings,
 )
-from service.store import JobState, NotFound, Store, get_store, utcnow
+from service.store import Job, JobState, NotFound, Store, get_store, retry_db, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ RESULT_FILE = "result.json"
 TMP_MARK = ".tmp-"  # <job id>.tmp-<attempt>: an attempt still being written, never a result
 
 P = TypeVar("P", bound=BaseModel)
+T = TypeVar("T")
 
 
 class UnknownJobType(ConfigurationError):
@@ -151,11 +152,18 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+def _load_builtin() -> None:
+    """Register the analysis job types (they import this module, so they load lazily)."""
+    import service.job_types  # noqa: F401
+
+
 def job_types() -> dict[str, JobType[Any]]:
+    _load_builtin()
     return dict(_REGISTRY)
 
 
 def get_job_type(name: str) -> JobType[Any]:
+    _load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -348,13 +356,18 @@ def run_job(job_id: str, *, worker: str | None = None, settings: Settings | None
         recorded (``succeeded``, ``failed``) or ``lost`` (lease lost before finishing).
     """
     settings = settings or get_settings()
-    store = get_store(settings)
+
+    def retried(what: str, call: Callable[[], T]) -> T:
+        return retry_db(call, what=f"job {job_id}: {what}", budget_s=settings.db_retry_s)
+
+    store = retried("opening the store", lambda: get_store(settings))
     worker_id = f"{worker or f'{socket.gethostname()}:{os.getpid()}'}/{uuid.uuid4().hex[:8]}"
-    if not store.claim_job(job_id, worker_id):
+    if not retried("claim", lambda: store.claim_job(job_id, worker_id)) and not _holds(
+            retried("reading it", lambda: _find(store, job_id)), worker_id, "running"):
         log.info("job %s not claimable by %s (finished, cancelled or running elsewhere); "
                  "delivery ignored", job_id, worker_id)
         return "skipped"
-    job = store.get_job(job_id)
+    job = retried("reading it", lambda: store.get_job(job_id))
     log.info("job %s (%s) attempt %d claimed by %s", job_id, job.type, job.attempts, worker_id)
     workdir = settings.job_results_dir(job_id).with_name(f"{job_id}{TMP_MARK}{job.attempts}")
     final = settings.job_results_dir(job_id)
@@ -371,15 +384,33 @@ def run_job(job_id: str, *, worker: str | None = None, settings: Settings | None
                                         "error": f"{type(err).__name__}: {err} (see worker log)"}
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    if store.finish_job(job_id, worker_id, state, **outcome):
+    if retried("recording the outcome",
+               lambda: store.finish_job(job_id, worker_id, state, **outcome)) or _holds(
+            retried("reading it", lambda: _find(store, job_id)), worker_id, state):
         log.info("job %s %s", job_id, state)
         return state
-    now = store.get_job(job_id).state
+    now = retried("reading it", lambda: store.get_job(job_id)).state
     log.warning("job %s: lease lost before finishing (job is now %s); this attempt's outcome "
                 "is discarded", job_id, now)
     if now == "cancelled":
         shutil.rmtree(final, ignore_errors=True)
     return "lost"
+
+
+def _find(store: Store, job_id: str) -> Job | None:
+    try:
+        return store.get_job(job_id)
+    except NotFound:
+        return None
+
+
+def _holds(job: Job | None, worker_id: str, state: str) -> bool:
+    """Whether this attempt's own update is already recorded.
+
+    An update whose commit reached the database but whose reply was lost to an outage
+    returns False when retried; the row then shows this attempt's unique worker id.
+    """
+    return job is not None and job.state == state and job.worker_id == worker_id
 
 
 def _execute(job_type: str, params: dict[str, Any], ctx: JobContext, final: Path
@@ -470,7 +501,7 @@ def submit_scheduled(job_type: str, settings: Settings | None = None) -> str | N
     Returns None, with a log line, when no such job type is registered yet, so a schedule
     can be configured before the job type exists.
     """
-    if job_type not in _REGISTRY:
+    if job_type not in job_types():
         log.info("scheduled %s job skipped: no such job type is registered", job_type)
         return None
     stamp = utcnow().strftime("%Y-%m-%dT%H:%M")
@@ -532,5 +563,6 @@ register(JobType("features", FeaturesParams, run_features, queue="io", result=Fe
 
 def result_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every registered job's result, keyed by job type."""
-    return {name: kind.result.model_json_schema(by_alias=True) for name, kind in _REGISTRY.items()}
+    return {name: kind.result.model_json_schema(by_alias=True)
+            for name, kind in job_types().items()}
 

@@ -50,6 +50,7 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (label, relative href)
 
 
 def save_figure(fig: plt.Figure, outdir: Path, filename: str, caption: str) -> Figure:
@@ -75,6 +76,10 @@ def _section(section: Section) -> str:
             "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in table.rows
         )
         parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    if section.links:
+        parts.append("<ul>" + "".join(
+            f'<li><a href="{html.escape(href)}">{html.escape(label)}</a></li>'
+            for label, href in section.links) + "</ul>")
     parts += [
         f'<figure><img src="{html.escape(f.filename)}" alt="{html.escape(f.caption)}">'
         f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
@@ -83,17 +88,47 @@ def _section(section: Section) -> str:
     return "\n".join(parts)
 
 
-def write_report(outdir: Path, title: str, sections: Sequence[Section]) -> Path:
-    """Write ``report.html`` in ``outdir`` (via a temporary name, then renamed)."""
+def _md_cell(value: object) -> str:
+    text = f"{value:.3g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_section(section: Section) -> str:
+    parts = [f"## {section.heading}"]
+    parts += [f"> {n}" for n in section.notes]
+    parts += list(section.paragraphs)
+    for table in section.tables:
+        parts.append("\n".join([
+            "| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
+            "|" + "---|" * len(table.columns),
+            *("| " + " | ".join(_md_cell(v) for v in row) + " |" for row in table.rows)]))
+    parts += [f"- [{label}]({href})" for label, href in section.links]
+    parts += [f"![{f.caption}]({f.filename})" for f in section.figures]
+    return "\n\n".join(parts)
+
+
+def _atomic_write(target: Path, text: str) -> Path:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    return target
+
+
+def write_report(outdir: Path, title: str, sections: Sequence[Section], *,
+                 markdown: bool = False) -> Path:
+    """Write ``report.html`` (and ``report.md`` if asked) in ``outdir``, each atomically.
+
+    The Markdown twin is for sinks that cannot show HTML (GitHub comments, plain e-mail).
+    """
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = f"esmwatch {__version__}, {stamp}"
     body = "\n".join(_section(s) for s in sections)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
         f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}"
-        f"<footer>esmwatch {__version__}, {stamp}</footer></body></html>"
+        f"<footer>{footer}</footer></body></html>"
     )
-    target = outdir / "report.html"
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    tmp.replace(target)
-    return target
+    if markdown:
+        _atomic_write(outdir / "report.md", "\n\n".join(
+            [f"# {title}", *(_markdown_section(s) for s in sections), f"_{footer}_"]) + "\n")
+    return _atomic_write(outdir / "report.html", page)

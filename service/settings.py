@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         default=None, description="Job results; default data_dir/results.")
     cache_dir: Path | None = Field(
         default=None, description="Per-file feature cache; default data_dir/cache.")
+    models_dir: Path | None = Field(
+        default=None, description="Model registry files; default data_dir/models. Models are "
+                                  "only ever loaded from here.")
     dask_scheduler: str | None = Field(
         default=None,
         description="dask scheduler for reading files; default: dask's choice in-process, "
@@ -93,6 +96,10 @@ class Settings(BaseSettings):
         default=300, ge=3, description="A running job's lease, renewed by its heartbeat.")
     max_attempts: int = Field(
         default=3, ge=1, description="Claims before a job whose worker keeps dying is failed.")
+    db_retry_s: float = Field(
+        default=120, ge=0,
+        description="How long a job runner retries (with backoff) a claim or an outcome the "
+                    "database could not take; a short outage then loses nothing.")
     task_time_limit_s: int = Field(
         default=3600, ge=10, description="Soft time limit of one job run.")
     reconcile_after_s: int = Field(
@@ -103,16 +110,34 @@ class Settings(BaseSettings):
         default=1 << 20, ge=1024, description="Largest accepted API request body.")
     scan_cron: str | None = Field(
         default="0 2 * * *", description="Nightly scan (5-field cron, UTC); None disables it.")
+    alert_risk: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="Scan alert when a member's calibrated freeze risk reaches this.")
     alert_dir: Path | None = Field(
         default=None, description="File alert sink; default data_dir/alerts.")
-    alert_webhook_url: str | None = None
-    alert_email_to: list[str] = Field(default_factory=list)
-    alert_email_from: str | None = None
+    alert_webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="Webhook alert sink: alerts are POSTed here as JSON.")
+    alert_email_to: list[str] = Field(
+        default_factory=list, description="Email alert sink: recipients (needs smtp_host).")
+    alert_email_from: str | None = Field(
+        default=None, description="Sender of alert emails; default esmwatch@<this host>.")
     smtp_host: str | None = None
     smtp_port: int = 25
+    smtp_starttls: bool = Field(
+        default=False, description="Upgrade the SMTP connection with STARTTLS before sending.")
+    smtp_user: str | None = Field(default=None, description="SMTP login, if the relay needs one.")
+    smtp_password: SecretStr | None = None
     alert_github_issue: str | None = Field(
-        default=None, description="owner/repo#number to comment on.")
-    github_token: SecretStr | None = None
+        default=None, pattern=r"^[\w.-]+/[\w.-]+#[0-9]+$",
+        description="GitHub alert sink: owner/repo#number of the issue to comment on.")
+    github_token: SecretStr | None = Field(
+        default=None, description="Token allowed to comment on alert_github_issue.")
+    github_api_url: str = Field(
+        default="https://api.github.com", pattern=r"^https?://",
+        description="GitHub REST API root (GitHub Enterprise: https://HOST/api/v3).")
+    alert_timeout_s: float = Field(
+        default=10.0, gt=0, description="Network timeout of one alert sink operation.")
 
     @classmethod
     def settings_customise_sources(
@@ -143,6 +168,7 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().absolute()
         self.results_dir = _absolute(self.results_dir, self.data_dir / "results")
         self.cache_dir = _absolute(self.cache_dir, self.data_dir / "cache")
+        self.models_dir = _absolute(self.models_dir, self.data_dir / "models")
         self.alert_dir = _absolute(self.alert_dir, self.data_dir / "alerts")
         self.data_roots = [root.expanduser().absolute() for root in self.data_roots] or [
             self.data_dir]

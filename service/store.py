@@ -10,17 +10,19 @@ migrations in ``service/migrations`` and a test keeps them equal to these models
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import logging
 import secrets
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from alembic import command
 from alembic.config import Config
@@ -49,7 +51,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ensembles.errors import EsmwatchError
@@ -64,6 +66,7 @@ EnsembleKind = Literal["freeze-database", "pertlim", "ppe-coupled", "ppe-offline
                        "candidate"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x65736D77  # "esmw": serialises concurrent upgrades of one database
+T = TypeVar("T")
 
 
 class NotFound(EsmwatchError):
@@ -206,6 +209,11 @@ class EnsembleSpec(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+def _iso(moment: datetime) -> str:
+    """Fixed-width UTC ISO text, so string order in SQL is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def hash_token(token: str) -> str:
     """sha256 of a token: enough for high-entropy random tokens, and the lookup key."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -242,16 +250,28 @@ def upgrade_schema(engine: Engine) -> None:
     """Run ``alembic upgrade head`` on ``engine`` in-process (no alembic.ini, no network).
 
     On PostgreSQL an advisory lock makes an API server and workers starting together take
-    turns instead of racing to create the same tables.
+    turns instead of racing to create the same tables; on SQLite, which has no such lock,
+    an exclusive lock on a file beside the database does the same.
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _PG_MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def init_db(settings: Settings) -> None:
@@ -261,6 +281,34 @@ def init_db(settings: Settings) -> None:
         upgrade_schema(engine)
     finally:
         engine.dispose()
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` means "the database cannot be reached now" (worth retrying)."""
+    if isinstance(err, DBAPIError):
+        return isinstance(err, OperationalError | InterfaceError) or err.connection_invalidated
+    return False
+
+
+def retry_db(call: Callable[[], T], *, what: str, budget_s: float) -> T:
+    """``call()``, retried with exponential backoff while the database is unreachable.
+
+    Job runners use this so that a short outage delays a claim or an outcome instead of
+    losing it; after ``budget_s`` seconds the error is raised and the lease and the
+    reconciler take over.  Other errors (a constraint, a bug) are raised at once.
+    """
+    deadline = time.monotonic() + budget_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except DBAPIError as err:
+            if not unavailable(err) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %.1f s", what,
+                        str(err.orig).strip().splitlines()[0] if err.orig else err, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 class Store:
@@ -434,15 +482,142 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(Ensemble).order_by(Ensemble.name)))
 
+    def get_ensemble(self, name: str) -> Ensemble:
+        with self.session() as session:
+            ensemble = session.scalars(select(Ensemble).where(Ensemble.name == name)).first()
+        if ensemble is None:
+            raise NotFound(f"no ensemble named {name!r} is registered")
+        return ensemble
+
+    def member_states(self, ensemble_id: int) -> dict[str, dict[str, Any]]:
+        """What earlier scans saw of each member of an ensemble, by member name."""
+        with self.session() as session:
+            rows = session.scalars(select(Member).where(Member.ensemble_id == ensemble_id))
+            return {row.name: dict(row.scan_state or {}) for row in rows}
+
+    def save_member_state(self, ensemble_id: int, name: str, state: dict[str, Any]) -> None:
+        with self.session() as session:
+            row = session.scalars(select(Member).where(
+                Member.ensemble_id == ensemble_id, Member.name == name)).first()
+            if row is None:
+                session.add(Member(ensemble_id=ensemble_id, name=name, scan_state=state))
+            else:
+                row.scan_state = state
+
+    # ---- model registry ----------------------------------------------------------------
+
     def list_models(self) -> list[ModelVersion]:
         with self.session() as session:
             return list(session.scalars(select(ModelVersion).order_by(
                 ModelVersion.name, ModelVersion.version.desc())))
 
+    def add_model(self, name: str, path: str, metrics: dict[str, Any]) -> ModelVersion:
+        """Record the next version of ``name``; two writers racing get distinct versions."""
+        for _ in range(5):
+            try:
+                with self.session() as session:
+                    latest = session.scalar(select(func.max(ModelVersion.version))
+                                            .where(ModelVersion.name == name))
+                    row = ModelVersion(name=name, version=(latest or 0) + 1, metrics=metrics,
+                                       path=path, promoted=False, created=utcnow())
+                    session.add(row)
+                return row
+            except IntegrityError:
+                continue
+        raise Conflict(f"could not allocate a version of model {name!r}")
+
+    def set_model_path(self, name: str, version: int, path: str) -> None:
+        with self.session() as session:
+            session.execute(update(ModelVersion).where(
+                ModelVersion.name == name, ModelVersion.version == version).values(path=path))
+
+    def promote_model(self, name: str, version: int) -> ModelVersion:
+        """Make ``version`` the one scans use, in one transaction with the demotion."""
+        with self.session() as session:
+            row = session.scalars(select(ModelVersion).where(
+                ModelVersion.name == name, ModelVersion.version == version)).first()
+            if row is None:
+                raise NotFound(f"model {name!r} has no version {version}")
+            session.execute(update(ModelVersion).where(ModelVersion.name == name,
+                                                       ModelVersion.id != row.id)
+                            .values(promoted=False))
+            row.promoted = True
+        return row
+
+    def promoted_model(self, name: str) -> ModelVersion | None:
+        with self.session() as session:
+            return session.scalars(select(ModelVersion).where(
+                ModelVersion.name == name, ModelVersion.promoted.is_(True))).first()
+
     def list_alerts(self, *, limit: int = 100, offset: int = 0) -> list[Alert]:
         with self.session() as session:
             return list(session.scalars(select(Alert).order_by(Alert.id.desc())
                                         .limit(limit).offset(offset)))
+
+    def get_alert(self, key: str) -> Alert:
+        with self.session() as session:
+            alert = session.scalars(select(Alert).where(Alert.dedupe_key == key)).first()
+        if alert is None:
+            raise NotFound(f"no alert {key!r}")
+        return alert
+
+    def unsent_alerts(self) -> list[Alert]:
+        """Alerts some sink has not yet received, oldest first (for a retry pass)."""
+        with self.session() as session:
+            return list(session.scalars(select(Alert).where(Alert.sent_at.is_(None))
+                                        .order_by(Alert.id)))
+
+    def claim_alert(self, key: str, payload: dict[str, Any]) -> tuple[Alert, bool]:
+        """Take the right to deliver alert ``key`` for one lease.
+
+        The first caller inserts the row (the unique key decides between racing callers).
+        Later callers re-claim an unsent alert only when no one holds it, so a sink that
+        failed last night is retried, never by two senders at once.  The claim lives in
+        ``payload["delivery"]`` (``claimed_until``, fixed-width UTC ISO text, which compares
+        in SQL like the time it names), keeping the alerts table as migrated.
+
+        Returns
+        -------
+        (alert, claimed)
+            ``claimed`` False: already sent (``sent_at`` set) or held by a live sender.
+        """
+        now = utcnow()
+        delivery = {"claimed_until": _iso(now + self.lease), "failed": {}}
+        alert = Alert(dedupe_key=key, payload={**payload, "delivery": delivery}, sinks=[])
+        try:
+            with self.session() as session:
+                session.add(alert)
+            return alert, True
+        except IntegrityError:
+            pass
+        existing = self.get_alert(key)
+        held_until = Alert.payload[("delivery", "claimed_until")].as_string()
+        previous = existing.payload.get("delivery") or {}
+        claimed = self._cas(update(Alert).where(
+            Alert.dedupe_key == key, Alert.sent_at.is_(None),
+            or_(held_until.is_(None), held_until < _iso(now))).values(
+            payload={**existing.payload,
+                     "delivery": {**delivery, "failed": previous.get("failed", {})}}))
+        return self.get_alert(key), claimed
+
+    def record_alert_sinks(self, key: str, sinks: list[str]) -> None:
+        """Save the sinks that have the alert so far (by the claim holder, after each one)."""
+        with self.session() as session:
+            session.execute(update(Alert).where(Alert.dedupe_key == key).values(sinks=sinks))
+
+    def release_alert(self, key: str, *, sinks: list[str], failed: dict[str, str],
+                      sent: bool) -> None:
+        """End the claim, saving the sinks that have the alert and why others failed.
+
+        ``sent``: every configured sink has it, so it is never sent again.
+        """
+        with self.session() as session:
+            alert = session.scalars(select(Alert).where(Alert.dedupe_key == key)).one()
+            alert.sinks = sinks
+            alert.payload = {**alert.payload,
+                             "delivery": {"claimed_until": None, "failed": failed}}
+            if sent:
+                alert.sent_at = utcnow()
 
     # ---- API tokens --------------------------------------------------------------------
 

@@ -375,14 +375,14 @@ def test_unreachable_broker_leaves_the_job_queued(tmp_path: Path, archive: Path,
 
 def test_scheduled_submission_once_per_slot(settings: Settings, recorder: Recorder,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    assert submit_scheduled("scan", settings) is None  # no scan job type yet: skipped
-    register(JobType("scan", NoParams, recorder.run, queue="io", result=JobResult))
+    assert submit_scheduled("nightly-test", settings) is None  # no such job type: skipped
+    register(JobType("nightly-test", NoParams, recorder.run, queue="io", result=JobResult))
     monkeypatch.setattr(jobs, "utcnow", lambda: datetime(2025, 1, 1, 2, 0, 30, tzinfo=UTC))
     try:
-        first = submit_scheduled("scan", settings)
-        assert first is not None and submit_scheduled("scan", settings) == first
+        first = submit_scheduled("nightly-test", settings)
+        assert first is not None and submit_scheduled("nightly-test", settings) == first
         store = get_store(settings)
         wait_for(lambda: store.get_job(first).state == "succeeded")
         assert recorder.runs == 1
     finally:
-        unregister("scan")
+        unregister("nightly-test")

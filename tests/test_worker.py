@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from ensembles.errors import ConfigurationError
+from service import jobs
 from service.api import create_app
 from service.jobs import RUN_TASK, dispatch, get_job_type, job_types, submit_job
 from service.settings import Settings, override_settings
@@ -68,10 +70,15 @@ def test_the_module_app_needs_a_broker(tmp_path: Path, monkeypatch: pytest.Monke
     assert celery_app.app == "the app"  # built on first access, not at import
 
 
-def test_scheduled_scan_is_skipped_until_the_job_type_exists(tmp_path: Path) -> None:
-    assert "scan" not in job_types()
-    with override_settings(Settings(data_dir=tmp_path, broker_url=None)):
-        assert submit_scheduled_task("scan") is None
+def test_a_scheduled_job_is_submitted_once_per_minute_and_skipped_if_unknown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "scan" in job_types() and "no-such-job" not in job_types()
+    monkeypatch.setattr(jobs, "utcnow", lambda: datetime(2026, 11, 26, 2, 0, 30, tzinfo=UTC))
+    settings = Settings(data_dir=tmp_path, broker_url=None)
+    with override_settings(settings):
+        assert submit_scheduled_task("no-such-job") is None
+        first = submit_scheduled_task("scan")
+        assert first is not None and submit_scheduled_task("scan") == first
 
 
 # ---- a real worker ----------------------------------------------------------------------

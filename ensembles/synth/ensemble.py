@@ -498,20 +498,25 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
         writer.writerows(rows)
 
 
-def _write_ppe_tables(outdir: Path, design: list[PpeMember], cases: dict[str, list[str]]) -> None:
+def write_ppe_tables(outdir: Path, sim: PpeSimulation) -> None:
+    """``coupled_params.csv``, ``offline_params.csv``, ``parameters.csv`` and ``crosswalk.csv``.
+
+    Each setup's table lists its cases in case-number order, so the rows of the two tables
+    are in different orders: only the crosswalk (or the parameter values) pairs them.
+    """
     names = [p.name for p in PPE_PARAMETERS]
-    for setup in ("offline", "coupled"):
-        order = sorted(design, key=lambda m: _number(m, setup))
+    for setup in PPE_COMPONENTS:
+        order = sorted(sim.design, key=lambda m: _number(m, setup))
         _write_csv(outdir / f"{setup}_params.csv", ["member", *names],
-                   ([cases[setup][_number(m, setup)], *(repr(m.values[n]) for n in names)]
+                   ([sim.cases[setup][_number(m, setup)], *(repr(m.values[n]) for n in names)]
                     for m in order))
     _write_csv(outdir / "parameters.csv", ["parameter", "default", "min", "max", "units",
                                            "description"],
                ([p.name, repr(p.default), repr(p.low), repr(p.high), p.units, p.description]
                 for p in PPE_PARAMETERS))
     _write_csv(outdir / "crosswalk.csv", ["coupled", "offline"],
-               ([cases["coupled"][m.coupled_number], cases["offline"][m.offline_number]]
-                for m in design))
+               ([sim.cases["coupled"][m.coupled_number], sim.cases["offline"][m.offline_number]]
+                for m in sim.design))
 
 
 def _number(member: PpeMember, setup: str) -> int:
@@ -521,22 +526,60 @@ def _number(member: PpeMember, setup: str) -> int:
 PPE_COMPONENTS = {"coupled": ("lnd", "atm"), "offline": ("lnd",)}
 
 
+@dataclass(frozen=True)
+class PpeSimulation:
+    """Both setups of a perturbed-parameter ensemble, before any file is written.
+
+    Attributes
+    ----------
+    design
+        Parameter sets with their offline and (shuffled) coupled case numbers.
+    cases
+        Setup -> case names, index = case number.
+    features
+        Setup -> feature -> ``(case number, month)`` series of the setup's components.
+    """
+
+    design: list[PpeMember]
+    cases: dict[str, list[str]]
+    features: dict[str, dict[str, np.ndarray]]
+
+    def table(self, setup: str, start_year: int = START_YEAR) -> xr.Dataset:
+        """The feature table the readers would give for ``setup`` (no files written)."""
+        from types import SimpleNamespace
+
+        from ensembles.synth.table import feature_table
+
+        return feature_table(SimpleNamespace(features=self.features[setup]), self.cases[setup],
+                             ensemble=split_case(self.cases[setup][0])[0], start_year=start_year)
+
+
+def simulate_ppe(design_name: str, members: int, years: int, seed: int = 0,
+                 flavour: str = "cesm3") -> PpeSimulation:
+    """Signals of an ``oaat`` or ``sampled`` PPE in both setups, ordered by case number."""
+    rng = np.random.default_rng([seed, _stream("ppe-design")])
+    design = ppe_design(design_name, members, rng)
+    cases = {setup: [ppe_case(flavour, setup, k) for k in range(len(design))]
+             for setup in PPE_COMPONENTS}
+    features = {}
+    for setup, components in PPE_COMPONENTS.items():
+        series = _ppe_series(setup, design, years, seed)
+        by_number = sorted(design, key=lambda m: _number(m, setup))
+        order = [m.offline_number for m in by_number]
+        features[setup] = {name: series[name][order] for name in _component_features(components)}
+    return PpeSimulation(design, cases, features)
+
+
 def _write_ppe(members: int, years: int, design_name: str, options: WriteOptions
                ) -> dict[str, object]:
-    rng = np.random.default_rng([options.seed, _stream("ppe-design")])
-    design = ppe_design(design_name, members, rng)
+    sim = simulate_ppe(design_name, members, years, options.seed, options.flavour)
     make_grids, _ = _writer()
     grids = make_grids(options.flavour, options.size, seed=options.seed)
-    cases = {setup: [ppe_case(options.flavour, setup, k) for k in range(len(design))]
-             for setup in PPE_COMPONENTS}
     for setup, components in PPE_COMPONENTS.items():
-        series = _ppe_series(setup, design, years, options.seed)
-        by_number = sorted(design, key=lambda m: _number(m, setup))
-        ordered = {name: values[[m.offline_number for m in by_number]]
-                   for name, values in series.items()}
-        _write_members(options, options.outdir / setup, cases[setup], ordered, components,
-                       f"ppe-{setup}", grids)
-    _write_ppe_tables(options.outdir, design, cases)
+        _write_members(options, options.outdir / setup, sim.cases[setup], sim.features[setup],
+                       components, f"ppe-{setup}", grids)
+    write_ppe_tables(options.outdir, sim)
+    design, cases = sim.design, sim.cases
     return {
         "kind": "ppe",
         "design": design_name,

@@ -1,0 +1,181 @@
+"""The analysis job types: precursors, consistency, sensitivity and the nightly scan.
+
+Each is a parameter model, a result model and a function over the analyses in
+:mod:`service.analyses`, :mod:`service.sensitivity` and :mod:`service.scan`; the job
+lifecycle (claim, lease, atomic results) is :mod:`service.jobs`' business.  Importing this
+module registers them; :mod:`service.jobs` does so on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.consistency import ConsistencyResult, ConsistencySettings
+from detectors.precursors import PrecursorSettings
+from detectors.results import PrecursorResult
+from service.alerts import AlertReport, resend_unsent, send_alert
+from service.analyses import (
+    load_features,
+    run_consistency,
+    run_precursors,
+    top_findings,
+)
+from service.jobs import JobContext, JobResult, JobType, register
+from service.model_registry import RISK_MODEL, register_model
+from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
+from service.scan_report import write_scan_report
+from service.settings import DataPath
+from service.store import get_store
+
+log = logging.getLogger(__name__)
+TOP_PROCESSES = 6  # how many driver processes a registered model carries for alert reports
+
+
+# ---- precursors ------------------------------------------------------------------------
+
+
+class PrecursorsParams(BaseModel):
+    """Learn the precursors of the freeze in some archives and train the risk model."""
+
+    model_config = ConfigDict(extra="forbid")
+    roots: list[DataPath] = Field(min_length=1, description="Freeze-database / pertlim roots.")
+    settings: PrecursorSettings = Field(default_factory=PrecursorSettings)
+    register_model: bool = Field(
+        True, description="Add the risk model to the registry (the first one is promoted).")
+
+
+class PrecursorsJobResult(JobResult, PrecursorResult):
+    job: Literal["precursors"] = "precursors"
+    risk_model_version: int | None = None
+
+    def summary(self) -> str:
+        top = top_findings(self, 1)
+        return (f"{self.n_members} members, {self.n_frozen} froze"
+                + (f"; top driver {top[0].split(':')[0]}" if top else ""))
+
+
+def run_precursors_job(params: PrecursorsParams, ctx: JobContext) -> PrecursorsJobResult:
+    built = load_features(params.roots, ctx.settings.cache_dir, ctx.progress,
+                          ctx.settings.file_scheduler)
+    result = run_precursors(built.dataset, ctx.workdir, params.settings,
+                            [str(p) for p in built.problems], ctx.progress)
+    version = None
+    if params.register_model and (ctx.workdir / "risk_model").is_dir():
+        version = _register_risk(result, ctx).version
+    return PrecursorsJobResult(**ctx.provenance(params), **_body(result),
+                               risk_model_version=version)
+
+
+def _register_risk(result: PrecursorResult, ctx: JobContext) -> Any:
+    """Register this job's risk model once, even if the job is run again after a crash."""
+    store = get_store(ctx.settings)
+    for row in store.list_models():
+        if row.name == RISK_MODEL and row.metrics.get("job_id") == ctx.job_id:
+            return row
+    drivers = [p for p in result.processes if p.view == "drivers"][:TOP_PROCESSES]
+    reliability = next((n for n in result.notes if n.startswith("risk model")), "")
+    return register_model(store, ctx.settings, RISK_MODEL, ctx.workdir / "risk_model", {
+        "job_id": ctx.job_id, "ensembles": result.ensembles, "n_members": result.n_members,
+        "n_frozen": result.n_frozen, "reliability": reliability,
+        "top_processes": [{"process": p.process, "importance": p.importance, "ci": list(p.ci),
+                           "significant": p.significant, "direction": p.direction}
+                          for p in drivers]})
+
+
+register(JobType("precursors", PrecursorsParams, run_precursors_job, queue="gpu",
+                 result=PrecursorsJobResult,
+                 description="Precursors of the Labrador Sea freeze, their processes, and a "
+                             "calibrated risk model."))
+
+
+# ---- consistency -----------------------------------------------------------------------
+
+
+class ConsistencyParams(BaseModel):
+    """Is a candidate configuration distinguishable from its reference ensemble?"""
+
+    model_config = ConfigDict(extra="forbid")
+    reference: list[DataPath] = Field(min_length=1, description="Reference (pertlim) roots.")
+    case: list[DataPath] = Field(min_length=1, description="The candidate's roots.")
+    settings: ConsistencySettings = Field(default_factory=ConsistencySettings)
+
+
+class ConsistencyJobResult(JobResult, ConsistencyResult):
+    job: Literal["consistency"] = "consistency"
+
+    def summary(self) -> str:
+        return f"{self.verdict}: {self.failing_pcs}/{self.n_pcs} PCs fail"
+
+
+def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> ConsistencyJobResult:
+    reference = load_features(params.reference, ctx.settings.cache_dir, ctx.progress,
+                              ctx.settings.file_scheduler).dataset
+    candidate = load_features(params.case, ctx.settings.cache_dir, None,
+                              ctx.settings.file_scheduler).dataset
+    ctx.progress(0.6, "testing")
+    result = run_consistency(reference, candidate, ctx.workdir, params.settings)
+    return ConsistencyJobResult(**ctx.provenance(params), **_body(result))
+
+
+register(JobType("consistency", ConsistencyParams, run_consistency_job, queue="gpu",
+                 result=ConsistencyJobResult,
+                 description="pyCECT-style consistency test of a candidate ensemble."))
+
+
+# ---- scan ------------------------------------------------------------------------------
+
+
+class ScanParams(BaseModel):
+    """Scan registered ensembles for new files, risk, freezes and failed consistency."""
+
+    model_config = ConfigDict(extra="forbid")
+    ensembles: list[str] = Field(default_factory=list,
+                                 description="Registered ensemble names; all when empty.")
+    send_alerts: bool = Field(True, description="Send new findings to the alert sinks.")
+
+
+class ScanJobResult(JobResult, ScanSummary):
+    job: Literal["scan"] = "scan"
+    alert: dict[str, Any] | None = Field(None, description="delivery of this scan's alert")
+
+    def summary(self) -> str:
+        return (f"{len(self.findings)} new finding(s), {self.files_read} files read, "
+                f"{self.files_cached} cached")
+
+
+def run_scan_job(params: ScanParams, ctx: JobContext) -> ScanJobResult:
+    store = get_store(ctx.settings)
+    if params.send_alerts:
+        for retried in resend_unsent(store, ctx.settings):  # sinks that were down last time
+            log.info("alert %s resent: delivered %s, failed %s", retried.key,
+                     retried.delivered, retried.failed)
+    found, risks = scan(store, ctx.settings, params.ensembles, ctx.progress)
+    ctx.progress(0.92, "writing the alert report")
+    write_scan_report(found, risks, ctx.workdir)
+    alert = None
+    if found.findings and params.send_alerts:
+        keys = sorted(f.key for f in found.findings)
+        report = AlertReport(
+            key="scan:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20],
+            title=f"esmwatch: {len(keys)} new finding(s) in {', '.join(found.ensembles)}",
+            markdown=(ctx.workdir / "report.md").read_text(),
+            summary={"findings": [f.model_dump(mode="json") for f in found.findings],
+                     "job_id": ctx.job_id},
+            files=report_dir_files(ctx.workdir))
+        alert = send_alert(store, report, ctx.settings).model_dump(mode="json")
+        mark_alerted(store, found.findings)
+    return ScanJobResult(**ctx.provenance(params), **found.model_dump(), alert=alert)
+
+
+def _body(result: BaseModel) -> dict[str, Any]:
+    """An analysis result's fields without the provenance the job adds itself."""
+    return result.model_dump(exclude={"schema_version", "job", "esmwatch_version"})
+
+
+register(JobType("scan", ScanParams, run_scan_job, queue="io", result=ScanJobResult,
+                 description="Nightly scan: new files -> features -> risk -> consistency -> "
+                             "alerts."))

@@ -1,0 +1,276 @@
+"""The nightly scan: what changed in the registered ensembles, and what a developer must know.
+
+Per registered ensemble: features of new or changed files (everything else comes from the
+per-file cache) → risk with the promoted model → freeze labels → the consistency test for
+a ``candidate`` against its reference.  What is new since earlier scans becomes a finding;
+all new findings of one scan go into one alert report, sent once.  A member whose files
+cannot be read is listed with the reason and the scan goes on with the others.
+
+What a scan has seen and alerted is kept per member in the store (``members.scan_state``);
+verdicts about a whole ensemble (the consistency test) are kept under the pseudo-member
+:data:`ENSEMBLE_STATE`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.consistency import ConsistencySettings, consistency_test
+from detectors.labels import LabelRule, label_freezes
+from detectors.risk import RiskModel
+from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
+from ensembles.features import build_features
+from ensembles.filenames import parse_filename
+from service.model_registry import load_promoted_risk
+from service.settings import Settings
+from service.store import Ensemble, NotFound, Store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+ENSEMBLE_STATE = "@ensemble"  # pseudo-member holding an ensemble-wide scan state
+
+
+class Finding(BaseModel):
+    """Something new a developer should hear about; ``key`` makes it be heard once."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    kind: Literal["frozen", "risk", "inconsistent"]
+    ensemble: str
+    member: str | None = None
+    month: str | None = Field(None, description="YYYY-MM the finding refers to")
+    value: float | None = Field(None, description="risk, or failing PCs")
+    message: str
+
+
+class MemberScan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ensemble: str
+    member: str
+    months: int
+    last_month: str | None
+    risk: float | None = Field(None, description="latest calibrated risk before any onset")
+    froze: bool
+    first_freeze: str | None
+    problems: list[str] = Field(default_factory=list)
+
+
+class ScanSummary(BaseModel):
+    """What one scan saw; the body of the scan job's result."""
+
+    model_config = ConfigDict(extra="forbid")
+    ensembles: list[str]
+    files_read: int = 0
+    files_cached: int = 0
+    risk_model: str | None = Field(None, description="name and version of the model used")
+    alert_risk: float
+    members: list[MemberScan] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list, description="new in this scan")
+    known_findings: int = Field(0, description="still true, already alerted earlier")
+    top_processes: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+def scan(store: Store, settings: Settings, names: Sequence[str] = (),
+         progress: Progress | None = None) -> tuple[ScanSummary, dict[str, xr.DataArray]]:
+    """Scan the named (default: all) registered ensembles.
+
+    Returns the summary and each ensemble's risk series (for the report's figures).  Member
+    states are updated in the store; marking findings as alerted is the caller's job, once
+    the alert is claimed (:func:`mark_alerted`).
+    """
+    ensembles = [store.get_ensemble(n) for n in names] if names else store.list_ensembles()
+    if not ensembles:
+        raise ConfigurationError("no ensemble is registered: add one with `esmwatch ensemble add`")
+    promoted = load_promoted_risk(store, settings)
+    summary = ScanSummary(ensembles=[e.name for e in ensembles], alert_risk=settings.alert_risk,
+                          risk_model=f"risk v{promoted[0].version}" if promoted else None,
+                          top_processes=list(promoted[0].metrics.get("top_processes", []))
+                          if promoted else [])
+    if promoted is None:
+        summary.notes.append("no promoted risk model: risk not scored (train one with a "
+                             "precursors job, then `esmwatch model promote risk N`)")
+    risks: dict[str, xr.DataArray] = {}
+    for k, ensemble in enumerate(ensembles):
+        if progress:
+            progress(0.05 + 0.85 * k / len(ensembles), f"scanning {ensemble.name}")
+        try:
+            risk = _scan_ensemble(ensemble, store, settings,
+                                  promoted[1] if promoted else None, summary)
+        except EsmwatchError as err:
+            summary.notes.append(f"{ensemble.name}: not scanned: {err}")
+            log.warning("scan of %s failed: %s", ensemble.name, err)
+            continue
+        if risk is not None:
+            risks[ensemble.name] = risk
+    return summary, risks
+
+
+def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
+                   model: RiskModel | None, summary: ScanSummary) -> xr.DataArray | None:
+    built = build_features(ensemble.roots, cache_dir=settings.cache_dir,
+                           scheduler=settings.file_scheduler)
+    summary.files_read += built.files_read
+    summary.files_cached += built.files_cached
+    features = built.dataset
+    states = store.member_states(ensemble.id)
+    problems = _problems_by_member(built.problems)
+    members = sorted({*(str(m) for m in features.member.values), *problems} - {""}
+                     ) if features.sizes.get("member") else sorted(problems)
+    onsets = _onsets(features, summary, ensemble.name)
+    risk = _risk(features, model, onsets, summary, ensemble.name)
+    found: list[Finding] = []
+    for member in members:
+        row = _member_row(ensemble.name, member, features, risk, onsets, problems.get(member, []))
+        summary.members.append(row)
+        found += _member_findings(row, settings.alert_risk)
+    if ensemble.kind == "candidate" and features.sizes.get("member"):
+        found += _consistency_findings(ensemble, features, store, settings, summary)
+    for finding in found:
+        owner = finding.member or ENSEMBLE_STATE
+        if finding.key in states.get(owner, {}).get("alerted", []):
+            summary.known_findings += 1
+        else:
+            summary.findings.append(finding)
+    for row in summary.members:
+        if row.ensemble == ensemble.name:
+            previous = states.get(row.member, {})
+            store.save_member_state(ensemble.id, row.member, {
+                **previous, "months": row.months, "last_month": row.last_month,
+                "froze": row.froze, "first_freeze": row.first_freeze, "risk": row.risk,
+                "errors": row.problems})
+    return risk
+
+
+def mark_alerted(store: Store, findings: Sequence[Finding]) -> None:
+    """Remember that these findings were alerted, so later scans do not repeat them."""
+    by_owner: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for finding in findings:
+        by_owner[(finding.ensemble, finding.member or ENSEMBLE_STATE)].append(finding.key)
+    for (name, member), keys in by_owner.items():
+        ensemble = store.get_ensemble(name)
+        state = store.member_states(ensemble.id).get(member, {})
+        state["alerted"] = sorted({*state.get("alerted", []), *keys})
+        store.save_member_state(ensemble.id, member, state)
+
+
+def _problems_by_member(problems: Sequence[InputFileError]) -> dict[str, list[str]]:
+    """Unreadable files grouped by the case (member) their name says they belong to."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for problem in problems:
+        try:
+            member = parse_filename(problem.path).case
+        except InputFileError:
+            member = ""  # not a CESM name: reported with the ensemble, not a member
+        grouped[member].append(str(problem))
+    return dict(grouped)
+
+
+def _month(value: Any) -> str:
+    return f"{value.year:04d}-{value.month:02d}"
+
+
+def _onsets(features: xr.Dataset, summary: ScanSummary, name: str) -> dict[str, str]:
+    if not features.sizes.get("member"):
+        return {}
+    try:
+        labels = label_freezes(features, LabelRule())
+    except ConfigurationError as err:
+        summary.notes.append(f"{name}: freezes not labelled: {err}")
+        return {}
+    return {str(m): str(o) for m, o in zip(labels.onset.member.values, labels.onset.values,
+                                           strict=True) if o}
+
+
+def _risk(features: xr.Dataset, model: RiskModel | None, onsets: dict[str, str],
+          summary: ScanSummary, name: str) -> xr.DataArray | None:
+    """Risk per member and month, blanked from the onset on (the model never saw frozen months)."""
+    if model is None or not features.sizes.get("member"):
+        return None
+    try:
+        risk = model.score(features)
+    except ConfigurationError as err:
+        summary.notes.append(f"{name}: risk not scored: {err}")
+        return None
+    months = np.array([_month(t) for t in features.time.values])
+    frozen = np.stack([months >= onsets[str(m)] if str(m) in onsets
+                       else np.zeros(months.size, bool) for m in risk.member.values])
+    return risk.where(~frozen)
+
+
+def _member_row(ensemble: str, member: str, features: xr.Dataset, risk: xr.DataArray | None,
+                onsets: dict[str, str], problems: list[str]) -> MemberScan:
+    present = features.sizes.get("member") and member in features.member.values.astype(str)
+    months, last, latest = 0, None, None
+    if present:
+        valid = features.sel(member=member).to_array().notnull().any("variable").values
+        months = int(valid.sum())
+        if months:
+            last = _month(features.time.values[np.flatnonzero(valid)[-1]])
+        if risk is not None:
+            series = risk.sel(member=member).values
+            finite = np.flatnonzero(np.isfinite(series))
+            latest = float(series[finite[-1]]) if finite.size else None
+    return MemberScan(ensemble=ensemble, member=member, months=months, last_month=last,
+                      risk=latest, froze=member in onsets, first_freeze=onsets.get(member),
+                      problems=problems)
+
+
+def _member_findings(row: MemberScan, alert_risk: float) -> list[Finding]:
+    found = []
+    if row.froze:
+        found.append(Finding(
+            key=f"frozen:{row.ensemble}:{row.member}:{row.first_freeze}", kind="frozen",
+            ensemble=row.ensemble, member=row.member, month=row.first_freeze,
+            message=f"{row.member} froze: the Labrador Sea stopped convecting from "
+                    f"{row.first_freeze}"))
+    elif row.risk is not None and row.risk >= alert_risk:
+        found.append(Finding(
+            key=f"risk:{row.ensemble}:{row.member}", kind="risk", ensemble=row.ensemble,
+            member=row.member, month=row.last_month, value=row.risk,
+            message=f"{row.member}: freeze risk {row.risk:.0%} at {row.last_month} "
+                    f"(alert threshold {alert_risk:.0%})"))
+    return found
+
+
+def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store,
+                          settings: Settings, summary: ScanSummary) -> list[Finding]:
+    """The candidate tested against the reference ensemble its metadata names."""
+    reference_name = ensemble.meta.get("reference")
+    if not reference_name:
+        summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
+                             "(metadata {\"reference\": NAME}); consistency not tested")
+        return []
+    try:
+        reference = store.get_ensemble(reference_name)
+    except NotFound as err:
+        summary.notes.append(f"{ensemble.name}: {err}; consistency not tested")
+        return []
+    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
+                         scheduler=settings.file_scheduler)
+    summary.files_read += ref.files_read
+    summary.files_cached += ref.files_cached
+    result = consistency_test(ref.dataset, features, ConsistencySettings())
+    summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency {result.verdict} "
+                         f"({result.failing_pcs}/{result.n_pcs} PCs fail, false-positive rate "
+                         f"{result.false_positive_rate:.1%})")
+    if result.verdict != "fail":
+        return []
+    return [Finding(key=f"inconsistent:{ensemble.name}:{reference_name}", kind="inconsistent",
+                    ensemble=ensemble.name, value=float(result.failing_pcs),
+                    message=f"{ensemble.name} is statistically distinguishable from "
+                            f"{reference_name}: {result.failing_pcs} of {result.n_pcs} PCs fail")]
+
+
+def report_dir_files(directory: Path) -> list[Path]:
+    """The files of a written scan report, as alert sinks attach them."""
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in (".html", ".md", ".png", ".json") and p.is_file())
