@@ -23,7 +23,7 @@ import xarray as xr
 from dask.callbacks import Callback
 
 from ensembles import __version__
-from ensembles.cache import FeatureCache, file_signature
+from ensembles.cache import FeatureCache, file_signature, gc_paused
 from ensembles.errors import InputFileError
 from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
 from ensembles.filenames import CesmFile, discover
@@ -168,7 +168,8 @@ def build_features(
         cache.close()
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
     by_path = {**cached, **{o.path: o.features for o in fresh}}
-    dataset, table_problems = assemble(usable, by_path)
+    with gc_paused():
+        dataset, table_problems = assemble(usable, by_path)
     problems.extend(table_problems)
     for problem in problems:
         log.warning("%s", problem)
@@ -225,11 +226,15 @@ def _run(
     ]
     if scheduler is None:  # an active dask.distributed Client (e.g. dask-jobqueue) wins
         scheduler = dask.config.get("scheduler", None) or (
-            "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous")
+            "processes" if len(batches) > 1 and (n_workers or 2) > 1 else "synchronous"
+        )
     bar = _Progress(len(tasks)) if progress else contextlib.nullcontext()
     # fork, not spawn: a spawned worker re-imports numpy, xarray and netCDF4 (seconds each)
-    with bar, dask.config.set(
-        {"scheduler": scheduler, "num_workers": n_workers, "multiprocessing.context": "fork"}
+    with (
+        bar,
+        dask.config.set(
+            {"scheduler": scheduler, "num_workers": n_workers, "multiprocessing.context": "fork"}
+        ),
     ):
         results = dask.compute(*tasks)
     return [outcome for batch in results for outcome in batch]
@@ -297,17 +302,14 @@ def assemble(
 class _Collected:
     """Every file's values by member and feature, ready to resolve into table cells."""
 
-    # (case, feature) -> month -> {expression: value}
+    # (case, feature) -> expression -> month -> value, from the first file (in path order)
     contributions: dict[tuple[str, str], dict[str, dict[str, float | None]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-    # (case, feature) -> expression -> month -> the first file that gave it
-    owners: dict[tuple[str, str], dict[str, dict[str, str]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
     months_by_component: dict[tuple[str, str], set[str]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    # (later file, first file) -> months the later file gave again
     duplicates: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
@@ -316,29 +318,53 @@ def _collect(
 ) -> _Collected:
     """Every file's values, in path order; file notes become problems.
 
-    This runs over every file of the ensemble on each rescan, cached or not, so it is kept
-    to a few dict operations per value (series are keyed by (case, feature), not by month).
+    This runs over every file of the ensemble on each rescan, cached or not, so a value
+    costs one dict test and one store; which file came first is only worked out for the
+    (rare) values given twice.
     """
     out = _Collected()
-    for f in sorted(files, key=lambda f: str(f.path)):
-        result = by_path.get(str(f.path))
-        if result is None:
-            continue
+    ordered = [
+        (f, result)
+        for f in sorted(files, key=lambda f: str(f.path))
+        if (result := by_path.get(str(f.path))) is not None
+    ]
+    clashes: list[tuple[str, str, str, str, str]] = []  # (path, case, feature, expression, month)
+    for f, result in ordered:
         path, case, months = result.path, f.case, result.months
         problems.extend(InputFileError(path, note) for note in result.notes)
         out.months_by_component[(case, f.component)].update(months)
         for name, by_expression in result.values.items():
-            series = out.contributions[(case, name)]
-            owners = out.owners[(case, name)]
+            by_source = out.contributions[(case, name)]
             for expression, values in by_expression.items():
-                owner = owners.setdefault(expression, {})
+                series = by_source.get(expression)
+                if series is None:
+                    series = by_source[expression] = {}
                 for month, value in zip(months, values, strict=True):
-                    first = owner.setdefault(month, path)
-                    if first != path:
-                        out.duplicates[(path, first)].add(month)
-                        continue
-                    series.setdefault(month, {})[expression] = value
+                    if month in series:
+                        clashes.append((path, case, name, expression, month))
+                    else:
+                        series[month] = value
+    if clashes:
+        first = _first_files(ordered, {clash[1:] for clash in clashes})
+        for path, *key in clashes:
+            if first[tuple(key)] != path:
+                out.duplicates[(path, first[tuple(key)])].add(key[-1])
     return out
+
+
+def _first_files(
+    ordered: list[tuple[CesmFile, FileFeatures]], keys: set[tuple[str, str, str, str]]
+) -> dict[tuple[str, str, str, str], str]:
+    """The first file (in path order) giving each (case, feature, expression, month)."""
+    first: dict[tuple[str, str, str, str], str] = {}
+    for f, result in ordered:
+        for name, by_expression in result.values.items():
+            for expression in by_expression:
+                for month in result.months:
+                    key = (f.case, name, expression, month)
+                    if key in keys:
+                        first.setdefault(key, result.path)
+    return first
 
 
 def _resolve_all(
@@ -352,18 +378,18 @@ def _resolve_all(
     cells: dict[tuple[str, str], dict[str, float | None]] = {}
     sources: dict[str, set[str]] = defaultdict(set)
     partial: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for key, series in collected.contributions.items():
+    for key, by_source in collected.contributions.items():
         variable = features()[key[1]].var
         model = model_of[(key[0], variable.component)]
-        expressions = collected.owners[key]
-        if len(expressions) == 1:  # the usual series: resolve once, not once per month
-            (only,) = expressions
+        if len(by_source) == 1:  # the usual series: resolve once, not once per month
+            ((only, series),) = by_source.items()
             chosen = resolve(variable, model, {only: None})
             if chosen is not None and chosen[0] == only:
                 sources[key[1]].add(only)
-                cells[key] = {month: parts[only] for month, parts in series.items()}
+                cells[key] = dict(series)
                 continue
-        for month, parts in series.items():
+        for month in dict.fromkeys(m for series in by_source.values() for m in series):
+            parts = {e: series[month] for e, series in by_source.items() if month in series}
             chosen = resolve(variable, model, parts)
             if chosen is None:
                 partial[key].update(parts)

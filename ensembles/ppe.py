@@ -299,7 +299,6 @@ def _check_covered(setup: str, values: pd.DataFrame, cases: Sequence[str], path:
 def _crosswalk_pairs(path: Path, members: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
     """Crosswalk rows as ``(coupled case, offline case)``; every coupled member needs a pair."""
     rows = read_crosswalk(path)
-    pairs = []
     resolved: dict[str, dict[str, str]] = {}
     for setup, column in zip(SETUPS, (0, 1), strict=True):
         try:
@@ -431,11 +430,12 @@ def load_ppe_inputs(members: Mapping[str, Sequence[str]], params: str | Path | N
             values[setup], sources[setup] = frame, str(path)
     names = list(next(iter(values.values())).columns)
     for setup, frame in values.items():
-        if list(frame.columns) != names and set(frame.columns) != set(names):
+        if set(frame.columns) != set(names):
             raise ConfigurationError(f"the tables name different parameters: "
                                      f"{sources[setup]} has {', '.join(frame.columns)}, "
                                      f"expected {', '.join(names)}")
-        values[setup] = frame[names]
+        _check_covered(setup, frame, members[setup], sources[setup])
+        values[setup] = frame.loc[list(members[setup]), names]
     pairs: list[tuple[str, str]] = []
     pairing = "none"
     if crosswalk is not None:
@@ -447,13 +447,12 @@ def load_ppe_inputs(members: Mapping[str, Sequence[str]], params: str | Path | N
                 values[setup] = _via_crosswalk(setup, values[other], pairs, members[setup],
                                                Path(crosswalk))
                 sources[setup] = f"{sources[other]} via {crosswalk}"
-        _check_pairs(values, pairs, Path(crosswalk))
     for setup in SETUPS:
         if setup not in values:
             raise ConfigurationError(f"the {setup} members have no parameters: give their table "
                                      "or a crosswalk pairing them with the other setup")
-        _check_covered(setup, values[setup], members[setup], sources[setup])
-        values[setup] = values[setup].loc[list(members[setup])]
+    if crosswalk is not None:
+        _check_pairs(values, pairs, Path(crosswalk))
     if crosswalk is None:
         pairs, lonely = _pairs_by_value(values)
         pairing = "parameter values"

@@ -9,14 +9,26 @@ with 413 before they are read in full.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -38,12 +50,13 @@ from service.store import (
     NotFound,
     Store,
     get_store,
+    hash_token,
 )
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
-MAX_OFFSET = 2**31 - 1  # larger offsets overflow SQLite's INTEGER: a 422, not a 500
+MAX_INT = 2**31 - 1  # larger numbers overflow a database INTEGER: a 422, not a 500
 _STATUS = {InvalidParameters: 422, UnknownJobType: 422, NotFound: 404, Conflict: 409,
            EsmwatchError: 400}
 
@@ -231,10 +244,42 @@ Db = Annotated[Store, Depends(_store)]
 _bearer = HTTPBearer(auto_error=False, description="A token from `esmwatch token create`.")
 
 
+class _VerifiedTokens:
+    """Tokens verified in the last ``ttl_s`` seconds, keyed by their sha256.
+
+    Checking a token in the database cost about a third of a status request's CPU; under
+    load that decided the latency.  Only successful checks are remembered, under the same
+    hash the database is searched by (the token itself is never kept), so a token removed
+    from the database stops working within ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float = 30.0, max_entries: int = 1024) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[str, tuple[float, ApiToken]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, token: str, db: Store) -> ApiToken | None:
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is not None and now < entry[0] and hmac.compare_digest(
+                entry[1].token_hash, digest):
+            return entry[1]
+        record = db.check_token(token)
+        if record is not None:
+            with self._lock:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[digest] = (now + self.ttl_s, record)
+        return record
+
+
 def _authenticated(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], db: Db,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request, db: Db,
 ) -> ApiToken:
-    token = db.check_token(credentials.credentials) if credentials else None
+    token = request.app.state.tokens.check(credentials.credentials, db) if credentials else None
     if token is None:
         raise HTTPException(401, "missing or invalid bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -256,7 +301,7 @@ def create_job(submission: JobSubmission, request: Request, settings: SettingsDe
 @api.get("/jobs", response_model=JobPage)
 def list_jobs(db: Db, job_type: Annotated[str | None, Query(alias="type")] = None,
               state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
+              offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> Any:
     """Newest first; filter by type and state."""
     items, total = db.list_jobs(job_type=job_type, state=state, limit=limit, offset=offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -302,9 +347,15 @@ def list_models(db: Db) -> Any:
     return db.list_models()
 
 
+@api.post("/models/{name}/{version}/promote", response_model=ModelOut)
+def promote_model(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], db: Db) -> Any:
+    """Make this version the one the next scans use; 404 if it does not exist."""
+    return db.promote_model(name, version)
+
+
 @api.get("/alerts", response_model=list[AlertOut])
 def list_alerts(db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
+                offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> Any:
     return db.list_alerts(limit=limit, offset=offset)
 
 
@@ -341,6 +392,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Submit analyses of CESM ensembles and follow their results.")
     app.state.settings = settings
     app.state.metrics = metrics = _Metrics(settings)
+    app.state.tokens = _VerifiedTokens()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.middleware)
     for error, status in _STATUS.items():

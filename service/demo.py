@@ -26,6 +26,7 @@ from service.store import Conflict, EnsembleSpec, get_store
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 FREEZE_DB = "demo-freeze-db"
+PPE_REPLICATES, PPE_YEARS = 3, 6  # default-parameter runs per setup; years per run
 
 
 @dataclass
@@ -47,21 +48,33 @@ def run_demo(workdir: Path, *, scenario: str, members: int, years: int,
     """Run every step, reusing data already written by an earlier demo in ``workdir``."""
     step = progress or (lambda fraction, message: None)
     settings = demo_settings(workdir)
-    freeze = workdir.absolute() / "data" / "freeze"
+    data = workdir.absolute() / "data"
+    freeze, ppe = data / "freeze", data / "ppe"
     if not (freeze / "truth.json").exists():
         step(0.0, f"writing {members} synthetic members x {years} years")
         synthesize(freeze, kind="freeze-database", scenario=scenario, members=members,
                    years=years, size="small", flavour="cesm3")
+    if not (ppe / "truth.json").exists():
+        step(0.25, "writing a coupled and an offline one-at-a-time PPE")
+        synthesize(ppe, kind="ppe", design="oaat", members=PPE_REPLICATES, years=PPE_YEARS,
+                   size="small", flavour="cesm3")
     with override_settings(settings):
         _register(settings, FREEZE_DB, "freeze-database", freeze)
-        step(0.35, "precursors job: features, classifiers, SHAP, risk model")
+        _register(settings, "demo-ppe-coupled", "ppe-coupled", ppe / "coupled")
+        _register(settings, "demo-ppe-offline", "ppe-offline", ppe / "offline")
+        step(0.3, "precursors job: features, classifiers, SHAP, risk model")
         precursors = _run(settings, "precursors", {"roots": [str(freeze)]})
-        step(0.85, "nightly scan of the registered ensembles")
+        step(0.75, "sensitivity job: coupled vs offline effects")
+        sensitivity = _run(settings, "sensitivity", {"coupled": [str(ppe / "coupled")],
+                                                     "offline": [str(ppe / "offline")]})
+        step(0.88, "nightly scan of the freeze database")
         scan = _run(settings, "scan", {"ensembles": [FREEZE_DB]})
     step(0.97, "writing the index page")
-    report = _index(workdir.absolute(), settings, [precursors, scan])
+    results = [precursors, sensitivity, scan]
+    findings = _findings(precursors, sensitivity, scan)
+    report = _index(workdir.absolute(), settings, results, findings)
     truth = json.loads((freeze / "truth.json").read_text())
-    return DemoOutcome(report=report, findings=_findings(precursors, scan), truth=truth)
+    return DemoOutcome(report=report, findings=findings, truth=truth)
 
 
 def _register(settings: Settings, name: str, kind: str, root: Path) -> None:
@@ -80,27 +93,34 @@ def _run(settings: Settings, job_type: str, params: dict[str, Any]) -> dict[str,
     return json.loads((settings.job_results_dir(job_id) / RESULT_FILE).read_text())
 
 
-def _findings(precursors: dict[str, Any], scan: dict[str, Any]) -> list[str]:
+def _findings(precursors: dict[str, Any], sensitivity: dict[str, Any], scan: dict[str, Any]
+              ) -> list[str]:
     drivers = [p for p in precursors["processes"] if p["view"] == "drivers"][:3]
     lines = [f"driver {p['process']}: importance {p['importance']:.2f} "
              f"[{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], "
              f"{'significant' if p['significant'] else 'not significant'}, direction "
              f"{p['direction']}" for p in drivers]
+    units = sensitivity["target"]["units"]
+    lines += [f"{p['parameter']}: {p['class']} (offline "
+              f"{p['offline']['effect']:+.2g}, coupled {p['coupled']['effect']:+.2g} {units})"
+              for p in sensitivity["parameters"] if p["class"] not in ("consistent", "no-effect")]
     lines.append(f"scan: {len(scan['findings'])} new finding(s), alert delivered to "
                  f"{', '.join((scan['alert'] or {}).get('delivered', [])) or 'no sink'}")
     return lines
 
 
-def _index(workdir: Path, settings: Settings, results: list[dict[str, Any]]) -> Path:
+def _index(workdir: Path, settings: Settings, results: list[dict[str, Any]],
+           findings: list[str]) -> Path:
     links = [(f"{r['job']} report (job {r['job_id']})",
               (settings.job_results_dir(r["job_id"]) / "report.html").relative_to(workdir)
               .as_posix()) for r in results]
     write_report(workdir, "esmwatch demo", [
         Section("What ran", paragraphs=[
             "Synthetic CESM3-like ensembles were analysed by the same jobs production runs, "
-            "embedded (SQLite, no broker). The planted cause is in data/freeze/truth.json, "
-            "which no analysis reads: compare it with the precursors report."],
+            "embedded (SQLite, no broker). The planted causes are in data/freeze/truth.json "
+            "and data/ppe/truth.json, which no analysis reads: compare them with the "
+            "reports."],
             links=links),
-        Section("Top findings", paragraphs=_findings(*results)),
+        Section("Top findings", paragraphs=findings),
     ])
     return workdir / "report.html"

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from detectors.consistency import ConsistencyResult, ConsistencySettings
 from detectors.precursors import PrecursorSettings
 from detectors.results import PrecursorResult
+from detectors.sensitivity_results import SensitivityResult
+from ensembles.errors import ConfigurationError
 from service.alerts import AlertReport, resend_unsent, send_alert
 from service.analyses import (
     load_features,
@@ -28,6 +30,12 @@ from service.jobs import JobContext, JobResult, JobType, register
 from service.model_registry import RISK_MODEL, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
+from service.sensitivity import (
+    SensitivityParams,
+    resolve_inputs,
+    run_sensitivity,
+    summary_lines,
+)
 from service.settings import DataPath
 from service.store import get_store
 
@@ -124,6 +132,47 @@ def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> Consisten
 register(JobType("consistency", ConsistencyParams, run_consistency_job, queue="gpu",
                  result=ConsistencyJobResult,
                  description="pyCECT-style consistency test of a candidate ensemble."))
+
+
+# ---- sensitivity -----------------------------------------------------------------------
+
+
+class SensitivityJobParams(SensitivityParams):
+    """Coupled vs offline sensitivity; every path (given or found) under the data roots."""
+
+    coupled: list[DataPath] = Field(min_length=1, description="Roots of the coupled PPE.")
+    offline: list[DataPath] = Field(min_length=1, description="Roots of the offline PPE.")
+    params: DataPath | None = None
+    offline_params: DataPath | None = None
+    parameters: DataPath | None = None
+    crosswalk: DataPath | None = None
+
+
+class SensitivityJobResult(JobResult, SensitivityResult):
+    job: Literal["sensitivity"] = "sensitivity"
+
+    def summary(self) -> str:
+        lines = summary_lines(self)
+        return lines[0] if lines else "sensitivity finished"
+
+
+def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityJobResult:
+    analysis = SensitivityParams.model_validate(params.model_dump())
+    for name, path in resolve_inputs(analysis).items():  # tables found beside the roots too
+        if path is not None:
+            try:
+                ctx.settings.check_data_path(path)
+            except ValueError as err:
+                raise ConfigurationError(f"{name}: {err}") from None
+    result = run_sensitivity(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
+                             ctx.settings.file_scheduler)
+    return SensitivityJobResult(**ctx.provenance(params), **_body(result))
+
+
+register(JobType("sensitivity", SensitivityJobParams, run_sensitivity_job, queue="gpu",
+                 result=SensitivityJobResult,
+                 description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
+                             "verdicts."))
 
 
 # ---- scan ------------------------------------------------------------------------------

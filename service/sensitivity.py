@@ -120,6 +120,7 @@ def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
     """report.html with the verdict table and figures (PNG files beside it)."""
     t = result.target
     level = round(100 * result.settings["ci_level"])
+    each = f"{100 * result.ci_level_effects:.1f}%"
     verdict_rows = [(p.parameter, p.verdict, p.offline.effect, _ci(p.offline.ci),
                      p.coupled.effect, _ci(p.coupled.ci),
                      "" if p.ratio is None else p.ratio, p.reason) for p in result.parameters]
@@ -136,11 +137,14 @@ def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
             f"{result.pairing['method']} ({result.pairing['n_pairs']} pairs).",
             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
             f"An effect is the response at the high end of the parameter's range minus the low "
-            f"end; it counts as present when its {level}% CI excludes zero and it is at least "
+            f"end; it counts as present when its CI excludes zero and it is at least "
             f"{result.verdict_floor:.3g} {t.units}. A sign flip needs both CIs to exclude "
-            "zero."], notes=result.notes),
+            f"zero. CIs are {level}% "
+            + (f"simultaneous over the parameters (each {each}, Bonferroni)."
+               if result.settings.get("simultaneous") else "per parameter.")],
+            notes=result.notes),
         Section("Offline versus coupled effects", tables=[Table(
-            ["parameter", "class", "offline", f"{level}% CI", "coupled", f"{level}% CI",
+            ["parameter", "class", "offline", f"{each} CI", "coupled", f"{each} CI",
              "coupled/offline", "why"], verdict_rows)],
             figures=[figs.effects(result, outdir)]),
     ]

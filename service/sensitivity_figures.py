@@ -38,11 +38,13 @@ def effects(result: SensitivityResult, outdir: Path) -> Figure:
         ax.axvline(side * result.verdict_floor, color="grey", lw=0.6, ls=":")
     ax.set_yticks(y, [f"{r.parameter}\n{r.verdict}" for r in rows], fontsize=8)
     level = round(100 * result.settings.get("ci_level", 0.9))
+    simultaneous = " simultaneous" if result.settings.get("simultaneous") else ""
     ax.set(xlabel=f"effect: high end minus low end ({result.target.units})",
            title=f"{result.target.feature}, {result.target.season} ({result.design} design)")
     ax.legend(fontsize=8, loc="best")
     return save_figure(fig, outdir, "effects.png",
-                       f"Effect of each parameter offline and coupled with {level}% CIs; red "
+                       f"Effect of each parameter offline and coupled with {level}%{simultaneous} "
+                       "CIs; red "
                        "bands: sign flips (both CIs exclude zero); dotted: the smallest effect "
                        "that counts")
 

@@ -221,6 +221,18 @@ def test_models_and_alerts(client: TestClient, auth: dict[str, str], store: Stor
     assert alert["payload"] == {"frozen": ["c.001"]}
 
 
+def test_promoting_a_model_demotes_the_others(client: TestClient, auth: dict[str, str],
+                                              store: Store) -> None:
+    for version in (1, 2):
+        store.add_model("risk", f"/models/risk/v{version}", {})
+    store.promote_model("risk", 1)
+    response = client.post("/api/v1/models/risk/2/promote", headers=auth)
+    assert response.status_code == 200 and response.json()["promoted"]
+    assert store.promoted_model("risk").version == 2
+    assert client.post("/api/v1/models/risk/9/promote", headers=auth).status_code == 404
+    assert client.post("/api/v1/models/risk/2/promote").status_code == 401
+
+
 def test_embedded_server_reconciles_jobs_left_queued(tmp_path: Path, archive: Path) -> None:
     settings = local_settings(tmp_path, archive, reconcile_after_s=0)
     store = get_store(settings)

@@ -48,3 +48,17 @@ def test_schema_is_valid_json() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.output)["precursors"]
     assert "processes" in schema["properties"] and "skill" in schema["properties"]
+
+
+def test_operations_commands_fail_with_one_line(tmp_path) -> None:
+    from service.settings import Settings, override_settings
+
+    with override_settings(Settings(data_dir=tmp_path)):
+        scan = runner.invoke(app, ["scan"])
+        promote = runner.invoke(app, ["model", "promote", "risk", "5"])
+        listed = runner.invoke(app, ["model", "list"])
+        report = runner.invoke(app, ["report", "00000000-0000-0000-0000-000000000000"])
+    assert scan.exit_code == 1 and "no ensemble is registered" in scan.output
+    assert promote.exit_code == 1 and "has no version 5" in promote.output
+    assert listed.exit_code == 0 and "no models yet" in listed.output
+    assert report.exit_code == 1 and len(report.output.strip().splitlines()) == 1

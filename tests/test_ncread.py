@@ -76,8 +76,9 @@ def test_unsigned_storage_and_its_missing_value(nc):
     values = read_values(nc["flags"])
     assert np.isnan(values[3, 3])
     assert values[0, 0] == 236.0  # -20 stored, 236 meant
-    np.testing.assert_array_equal(read_block(nc["flags"], decoding(nc["flags"]), (0, 0), (6, 7)),
-                                  values)
+    np.testing.assert_array_equal(
+        read_block(nc["flags"], decoding(nc["flags"]), (0, 0), (6, 7)), values
+    )
 
 
 def test_fingerprint_sees_units_fills_and_dims(tmp_path):

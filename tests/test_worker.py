@@ -1,17 +1,15 @@
 """Celery: JSON-only configuration, and a real worker process on the local Redis.
 
-The worker runs as a subprocess (``celery -A workers.celery_app worker --pool=solo``) on
-Redis database 15 with queue names unique to this test module, shares a SQLite database
-with the test, and is stopped (then killed if need be) when the module ends.
+The worker runs as a subprocess (``celery -A workers.celery_app worker --pool=solo``,
+started by ``tests/faultkit.py``) on Redis database 15 with queue names unique to this test
+module, shares a SQLite database with the test, and is stopped (then killed if need be)
+when the module ends.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,13 +25,13 @@ from service.api import create_app
 from service.jobs import RUN_TASK, dispatch, get_job_type, job_types, submit_job
 from service.settings import Settings, override_settings
 from service.store import get_store
+from tests.faultkit import celery_worker
 from tests.test_jobs import local_settings, wait_for, write_archive
 from workers import celery_app
 from workers.celery_app import create_celery
 from workers.tasks import run_job_task, submit_scheduled_task
 
 REDIS_URL = os.environ.get("ESMWATCH_TEST_REDIS", "redis://127.0.0.1:6379/15")
-WORKER_START_S = 45
 
 
 def test_celery_is_configured_json_only_with_late_acks(tmp_path: Path) -> None:
@@ -91,6 +89,7 @@ def worker_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     write_archive(archives / "a", members=("001", "002", "003"), months=(1,))
     write_archive(archives / "b", members=("001",), months=(1,))
     return local_settings(base, archives, broker_url=REDIS_URL, dask_scheduler=None,
+                          lease_seconds=30,
                           queue_prefix=f"esmwatch-test-{uuid.uuid4().hex[:8]}-")
 
 
@@ -103,39 +102,13 @@ def worker(worker_settings: Settings) -> Iterator[Path]:
     except redis.RedisError as err:
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {err}")
     settings = worker_settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESMWATCH_")}
-    env.update(ESMWATCH_DATA_DIR=str(settings.data_dir), ESMWATCH_BROKER_URL=REDIS_URL,
-               ESMWATCH_DATA_ROOTS=f'["{settings.data_roots[0]}"]',
-               ESMWATCH_QUEUE_PREFIX=settings.queue_prefix, ESMWATCH_LEASE_SECONDS="30")
-    log = settings.data_dir.parent / "worker.log"
-    queues = ",".join(f"{settings.queue_prefix}{q}" for q in ("io", "gpu"))
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
-             "--pool=solo", "--concurrency=1", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-n", f"{settings.queue_prefix}worker@%h", "--loglevel=INFO"],
-            cwd=settings.data_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
     try:
-        wait_for(lambda: " ready." in log.read_text() or process.poll() is not None,
-                 WORKER_START_S)
-        assert process.poll() is None, f"worker exited:\n{log.read_text()}"
-        yield log
+        with celery_worker(settings, settings.data_dir.parent / "worker.log") as process:
+            yield process.log
     finally:
-        _stop(process)
         for key in client.scan_iter(f"*{settings.queue_prefix}*"):
             client.delete(key)
         client.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)  # warm shutdown
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 def _comparable(result: dict) -> dict:

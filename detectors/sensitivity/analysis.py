@@ -7,8 +7,13 @@ of synthetic ensembles is never seen here.
 
 OAAT designs are analysed member by member (:mod:`.effects`), sampled designs through an
 emulator per setup (:mod:`.emulator`); both give, per parameter and setup, the effect (high end
-minus low end, target units) with a CI at ``ci_level``, and :func:`.verdict.classify` compares
-the two setups.
+minus low end, target units) with a CI, and :func:`.verdict.classify` compares the two setups.
+
+Effect CIs are **simultaneous over the parameters** by default (Bonferroni: each at
+``1 - (1 - ci_level) / p``). With per-parameter 90% intervals, a PPE of seven parameters would
+call some absent effect present in about half of all analyses; with simultaneous intervals that
+happens in at most 10% of them per setup, and a false sign flip (two intervals excluding zero
+in opposite directions) far more rarely.
 """
 
 from __future__ import annotations
@@ -56,12 +61,6 @@ CHOICE_RULE = ("K-fold cross-validated R^2 (pooled out-of-fold predictions); the
 class SensitivitySettings(BaseModel):
     """Every number of the analysis, echoed into the result."""
 
-    def effect_level(self, n_parameters: int) -> float:
-        """Level of each effect's CI (Bonferroni-adjusted when ``simultaneous``)."""
-        if not self.simultaneous:
-            return self.ci_level
-        return 1.0 - (1.0 - self.ci_level) / max(n_parameters, 1)
-
     model_config = ConfigDict(extra="forbid", frozen=True)
     ci_level: float = Field(0.9, gt=0.5, lt=1.0, description="level of every CI")
     simultaneous: bool = Field(True, description="effect CIs are simultaneous over the "
@@ -75,8 +74,16 @@ class SensitivitySettings(BaseModel):
     sobol_base_samples: int = Field(1024, ge=2, description="Saltelli base sample (power of 2)")
     shap_background: int = Field(100, ge=2, description="at most this many members as the "
                                                         "SHAP background")
+    min_cv_r2: float = Field(0.5, description="below this cross-validated R^2 the result "
+                             "warns that the emulator's effects are unreliable")
     seed: int = 0
     verdict: VerdictSettings = Field(default_factory=VerdictSettings)
+
+    def effect_level(self, n_parameters: int) -> float:
+        """Level of each effect's CI (Bonferroni-adjusted when ``simultaneous``)."""
+        if not self.simultaneous:
+            return self.ci_level
+        return 1.0 - (1.0 - self.ci_level) / max(n_parameters, 1)
 
 
 def _member_responses(dataset: xr.Dataset, spec: TargetSpec, members: Sequence[str],
@@ -145,7 +152,7 @@ def _number_or_none(x: float) -> float | None:
 
 
 def _sampled(response: Mapping[str, pd.Series], inputs: PpeInputs,
-             settings: SensitivitySettings, progress: Progress
+             settings: SensitivitySettings, progress: Progress, notes: list[str]
              ) -> tuple[dict[str, dict[str, SetupEffect]], EmulatorSection, list[SobolRow],
                         list[ShapRow]]:
     names = inputs.names
@@ -160,6 +167,10 @@ def _sampled(response: Mapping[str, pd.Series], inputs: PpeInputs,
         progress(0.2 + 0.4 * k, f"{setup}: cross-validating emulators")
         model = emu.choose_emulator(u, y, settings.emulators, settings.cv_folds,
                                     settings.cv_tolerance, settings.seed)
+        if not model.cv.r2 >= settings.min_cv_r2:
+            notes.append(f"{setup}: the best emulator ({model.name}) explains only "
+                         f"R^2 = {model.cv.r2:.2f} out of sample; its effects are shrunk "
+                         "towards zero and its verdicts are unreliable (more members?)")
         progress(0.3 + 0.4 * k, f"{setup}: {settings.n_bootstrap} bootstrap refits")
         low, high = emu.main_effects(model.predict, u)
         boot = emu.bootstrap(model, names, sample, settings.n_bootstrap, settings.ci_level,
@@ -269,7 +280,7 @@ def analyse_sensitivity(datasets: Mapping[str, xr.Dataset], inputs: PpeInputs,
     if inputs.design == "oaat":
         found, noise = _oaat(response, by_year, inputs, settings, notes)
     else:
-        found, section, sobol_rows, shap_rows = _sampled(response, inputs, settings, step)
+        found, section, sobol_rows, shap_rows = _sampled(response, inputs, settings, step, notes)
     notes.extend(_range_notes(found, inputs))
     names = [n for n in inputs.names if all(n in found[s] for s in SETUPS)]
     if not names:
