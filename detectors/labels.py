@@ -68,8 +68,14 @@ def _mixed_layer(features: xr.Dataset, rule: LabelRule) -> tuple[str, xr.DataArr
 
 def winter_means(series: xr.DataArray, months: tuple[int, ...]) -> xr.DataArray:
     """Mean over the given calendar months of each model year, dims (member, year)."""
-    selected = series.where(series.time.dt.month.isin(months), drop=True)
-    return selected.groupby(selected.time.dt.year).mean("time")
+    times = series.time.values
+    keep = np.flatnonzero(np.isin([t.month for t in times], months))
+    if keep.size == 0:  # e.g. a run that has not reached its first March yet: no winters
+        return series.isel(time=keep).rename(time="year").assign_coords(
+            year=np.array([], dtype=int))
+    selected = series.isel(time=keep)
+    years = xr.DataArray([t.year for t in times[keep]], dims="time", name="year")
+    return selected.groupby(years).mean("time")
 
 
 def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels:

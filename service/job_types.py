@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,8 @@ from detectors.precursors import PrecursorSettings
 from detectors.results import PrecursorResult
 from detectors.sensitivity_results import SensitivityResult
 from ensembles.errors import ConfigurationError
+from ensembles.features import build_features
+from ensembles.filenames import discover
 from service.alerts import AlertReport, resend_unsent, send_alert
 from service.analyses import (
     load_features,
@@ -26,7 +29,7 @@ from service.analyses import (
     run_precursors,
     top_findings,
 )
-from service.jobs import JobContext, JobResult, JobType, register
+from service.jobs import JobContext, JobResult, JobType, register, run_job, submit_job
 from service.model_registry import RISK_MODEL, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
@@ -37,9 +40,10 @@ from service.sensitivity import (
     summary_lines,
 )
 from service.settings import DataPath
-from service.store import get_store
+from service.store import TERMINAL_STATES, Ensemble, Store, get_store
 
 log = logging.getLogger(__name__)
+INGEST_POLL_S = 1.0
 TOP_PROCESSES = 6  # how many driver processes a registered model carries for alert reports
 
 
@@ -175,6 +179,68 @@ register(JobType("sensitivity", SensitivityJobParams, run_sensitivity_job, queue
                              "verdicts."))
 
 
+# ---- per-member ingestion --------------------------------------------------------------
+
+
+class IngestParams(BaseModel):
+    """Read one member's new or changed files into the feature cache."""
+
+    model_config = ConfigDict(extra="forbid")
+    roots: list[DataPath] = Field(min_length=1)
+    case: str = Field(min_length=1, max_length=500, description="The member's case name.")
+
+
+class IngestResult(JobResult):
+    job: Literal["ingest"] = "ingest"
+    files_read: int
+    files_cached: int
+    problems: list[str]
+
+    def summary(self) -> str:
+        return f"{self.files_read} read, {self.files_cached} cached, {len(self.problems)} problems"
+
+
+def run_ingest_job(params: IngestParams, ctx: JobContext) -> IngestResult:
+    built = build_features(params.roots, cache_dir=ctx.settings.cache_dir,
+                           scheduler=ctx.settings.file_scheduler, cases={params.case})
+    return IngestResult(**ctx.provenance(params), files_read=built.files_read,
+                        files_cached=built.files_cached,
+                        problems=[str(p) for p in built.problems])
+
+
+register(JobType("ingest", IngestParams, run_ingest_job, queue="io", result=IngestResult,
+                 description="One member's files into the feature cache (fanned out by scans)."))
+
+
+def ingest_members(store: Store, ctx: JobContext, ensembles: list[Ensemble]) -> list[str]:
+    """One ingestion job per member on queue ``io``; returns when all have finished.
+
+    Completion is tracked in the store (no chords).  Jobs still queued after
+    ``ingest_steal_after_s`` are run here: the claim is a compare-and-set, so an io worker
+    that picks one up at the same moment simply finds it taken.
+    """
+    ids = []
+    for ensemble in ensembles:
+        files, _ = discover(ensemble.roots)
+        for case in sorted({f.case for f in files if f.case}):
+            ids.append(submit_job("ingest", {"roots": ensemble.roots, "case": case},
+                                  settings=ctx.settings,
+                                  dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}"))
+    started = time.monotonic()
+    pending = set(ids)
+    while pending:
+        jobs = {job_id: store.get_job(job_id) for job_id in pending}
+        pending = {i for i, job in jobs.items() if job.state not in TERMINAL_STATES}
+        ctx.progress(0.05 + 0.45 * (1 - len(pending) / max(len(ids), 1)),
+                     f"ingesting: {len(ids) - len(pending)} of {len(ids)} members done")
+        if time.monotonic() - started >= ctx.settings.ingest_steal_after_s:
+            for job_id in sorted(i for i in pending if jobs[i].state == "queued"):
+                run_job(job_id, worker=f"scan {ctx.job_id}", settings=ctx.settings)
+        if pending:
+            time.sleep(INGEST_POLL_S)
+    return ids
+
+
 # ---- scan ------------------------------------------------------------------------------
 
 
@@ -202,6 +268,10 @@ def run_scan_job(params: ScanParams, ctx: JobContext) -> ScanJobResult:
         for retried in resend_unsent(store, ctx.settings):  # sinks that were down last time
             log.info("alert %s resent: delivered %s, failed %s", retried.key,
                      retried.delivered, retried.failed)
+    if not ctx.settings.embedded:  # with workers: one ingestion job per member first
+        ensembles = ([store.get_ensemble(n) for n in params.ensembles] if params.ensembles
+                     else store.list_ensembles())
+        ingest_members(store, ctx, ensembles)
     found, risks = scan(store, ctx.settings, params.ensembles, ctx.progress)
     ctx.progress(0.92, "writing the alert report")
     write_scan_report(found, risks, ctx.workdir)
@@ -225,6 +295,8 @@ def _body(result: BaseModel) -> dict[str, Any]:
     return result.model_dump(exclude={"schema_version", "job", "esmwatch_version"})
 
 
-register(JobType("scan", ScanParams, run_scan_job, queue="io", result=ScanJobResult,
+# on the analysis queue: it waits for the io queue's ingestion jobs, so it must not hold an
+# io worker while doing so
+register(JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
                  description="Nightly scan: new files -> features -> risk -> consistency -> "
                              "alerts."))

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         default=1 << 20, ge=1024, description="Largest accepted API request body.")
     scan_cron: str | None = Field(
         default="0 2 * * *", description="Nightly scan (5-field cron, UTC); None disables it.")
+    ingest_steal_after_s: float = Field(
+        default=60, ge=0,
+        description="With workers, a scan fans out one ingestion job per member (queue io) "
+                    "and runs any still queued after this long itself, so it never waits on "
+                    "a busy or absent io worker.")
     alert_risk: float = Field(
         default=0.5, gt=0, lt=1,
         description="Scan alert when a member's calibrated freeze risk reaches this.")

@@ -231,7 +231,8 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, foreign keys, waits on locks) or PostgreSQL."""
     url = engine_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # a database that hangs (not refuses) must fail in seconds, so retries and 503s happen
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -267,7 +267,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
                ESMWATCH_QUEUE_PREFIX=settings.queue_prefix,
                ESMWATCH_LEASE_SECONDS=str(settings.lease_seconds),
                ESMWATCH_MAX_ATTEMPTS=str(settings.max_attempts),
-               ESMWATCH_DB_RETRY_S=str(settings.db_retry_s))
+               ESMWATCH_DB_RETRY_S=str(settings.db_retry_s),
+               ESMWATCH_INGEST_STEAL_AFTER_S=str(settings.ingest_steal_after_s))
     return env
 
 

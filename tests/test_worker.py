@@ -23,10 +23,10 @@ from ensembles.errors import ConfigurationError
 from service import jobs
 from service.api import create_app
 from service.jobs import RUN_TASK, dispatch, get_job_type, job_types, submit_job
-from service.settings import Settings, override_settings
-from service.store import get_store
+from service.settings import Settings, override_settings, validate_with_settings
+from service.store import EnsembleSpec, get_store
 from tests.faultkit import celery_worker
-from tests.test_jobs import local_settings, wait_for, write_archive
+from tests.test_jobs import CASE, local_settings, wait_for, write_archive
 from workers import celery_app
 from workers.celery_app import create_celery
 from workers.tasks import run_job_task, submit_scheduled_task
@@ -88,8 +88,9 @@ def worker_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     archives = base / "archives"  # a/ for the API test, b/ so the other test shares no cache
     write_archive(archives / "a", members=("001", "002", "003"), months=(1,))
     write_archive(archives / "b", members=("001",), months=(1,))
+    write_archive(archives / "c", members=("001", "002"), months=(1, 2))
     return local_settings(base, archives, broker_url=REDIS_URL, dask_scheduler=None,
-                          lease_seconds=30,
+                          lease_seconds=30, ingest_steal_after_s=2,
                           queue_prefix=f"esmwatch-test-{uuid.uuid4().hex[:8]}-")
 
 
@@ -160,3 +161,28 @@ def test_a_message_delivered_twice_runs_once(worker: Path, worker_settings: Sett
     job = store.get_job(job_id)
     assert job.attempts == 1
     assert sorted(p.name for p in settings.results_dir.glob(f"{job_id}*")) == [job_id]
+
+
+@pytest.mark.services
+@pytest.mark.timeout(180)
+def test_a_scan_fans_out_one_ingestion_job_per_member(worker: Path,
+                                                      worker_settings: Settings) -> None:
+    """The scan (queue gpu) waits on ingest jobs (queue io); with one solo worker busy with
+    the scan it runs the queued ones itself, so nothing deadlocks and every file is read
+    once, by an ingestion job."""
+    settings = worker_settings
+    store = get_store(settings)
+    store.add_ensemble(validate_with_settings(EnsembleSpec, {
+        "name": "fan-out", "kind": "pertlim", "configuration": "test",
+        "roots": [str(settings.data_roots[0] / "c")]}, settings, what="ensemble"))
+    job_id = submit_job("scan", {"ensembles": ["fan-out"], "send_alerts": False},
+                        settings=settings)
+    wait_for(lambda: store.get_job(job_id).state in ("succeeded", "failed"), 150)
+    job = store.get_job(job_id)
+    assert job.state == "succeeded", f"{job.error}\n{worker.read_text()}"
+    ingests, _ = store.list_jobs(job_type="ingest", limit=50)
+    mine = [j for j in ingests if j.params["roots"] == [str(settings.data_roots[0] / "c")]]
+    assert sorted(j.params["case"] for j in mine) == [f"{CASE}.{m}" for m in ("001", "002")]
+    assert all(j.state == "succeeded" for j in mine)
+    result = json.loads((settings.job_results_dir(job_id) / "result.json").read_text())
+    assert result["files_read"] == 0 and result["files_cached"] > 0  # all read by ingestion
