@@ -294,9 +294,8 @@ def assemble(
     for name in sorted({n for (_, n) in cells}):
         array = np.full((len(members), len(all_months)), np.nan)
         for i, member in enumerate(members):
-            for month, value in cells.get((member, name), {}).items():
-                if value is not None:
-                    array[i, position[month]] = value
+            row = cells.get((member, name), {})  # None (a missing value) becomes NaN
+            array[i, [position[m] for m in row]] = np.array(list(row.values()), dtype=float)
         data_vars[name] = (("member", "time"), array, _attrs(name, sources[name]))
     coords = {
         "member": members,

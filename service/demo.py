@@ -3,7 +3,9 @@
 Synthetic CESM3-like ensembles → registered ensembles → a precursors job (which trains and
 promotes the risk model) → a coupled-vs-offline sensitivity job → a nightly scan with its
 alert → one index page linking every report.  Everything runs through the same job
-machinery as production, with SQLite and no broker, under ``WORKDIR``.
+machinery as production, with SQLite and no broker, under ``WORKDIR``.  The data are
+written as post-processed time series (one file per variable and run): the same analysis
+as on a short-term archive, with far fewer files to write on a laptop.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from service.store import Conflict, EnsembleSpec, get_store
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 FREEZE_DB = "demo-freeze-db"
-PPE_REPLICATES, PPE_YEARS = 3, 6  # default-parameter runs per setup; years per run
+PPE_REPLICATES, PPE_YEARS = 8, 16  # default-parameter runs per setup; years per run
 
 
 @dataclass
@@ -53,11 +55,11 @@ def run_demo(workdir: Path, *, scenario: str, members: int, years: int,
     if not (freeze / "truth.json").exists():
         step(0.0, f"writing {members} synthetic members x {years} years")
         synthesize(freeze, kind="freeze-database", scenario=scenario, members=members,
-                   years=years, size="small", flavour="cesm3")
+                   years=years, size="small", flavour="cesm3", layout="tseries")
     if not (ppe / "truth.json").exists():
         step(0.25, "writing a coupled and an offline one-at-a-time PPE")
         synthesize(ppe, kind="ppe", design="oaat", members=PPE_REPLICATES, years=PPE_YEARS,
-                   size="small", flavour="cesm3")
+                   size="small", flavour="cesm3", layout="tseries")
     with override_settings(settings):
         _register(settings, FREEZE_DB, "freeze-database", freeze)
         _register(settings, "demo-ppe-coupled", "ppe-coupled", ppe / "coupled")

@@ -1368,7 +1368,13 @@ class _HistorySink:
 
 class _TseriesSink:
     """One file per variable for the whole run:
-    ``<case>.<model>.<stream>.<VAR>.<YYYYMM>-<YYYYMM>.nc`` with the grid variables."""
+    ``<case>.<model>.<stream>.<VAR>.<YYYYMM>-<YYYYMM>.nc`` with the grid variables.
+
+    Months are buffered and written a block at a time: netCDF4 writes along the unlimited
+    time dimension cost far more per call than per byte.
+    """
+
+    BLOCK = 60  # months per write; bounds the buffer for 3-D ocean fields
 
     def __init__(self, run: ModelRun, directory: Path, case: str, span: str) -> None:
         self.run = run
@@ -1378,15 +1384,32 @@ class _TseriesSink:
         for f in spec.fields:
             path = directory / f"{case}.{spec.model}.{spec.stream}.{f.name}.{span}.nc"
             self.files[f.name] = (path, _open_copy(path, _template(run, case, (f,))))
+        self.stamps: list[tuple[float, ...]] = []
+        self.values: dict[str, list[np.ndarray]] = {name: [] for name in self.files}
 
     def write(self, year: int, month: int, stamps: tuple[float, ...],
               values: Mapping[str, np.ndarray]) -> None:
+        self.stamps.append(stamps)
+        for name in self.files:
+            self.values[name].append(np.asarray(values[name]))
+        if len(self.stamps) >= self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.stamps:
+            return
+        start, stop = self.slot, self.slot + len(self.stamps)
+        stamps = np.asarray(self.stamps)
         for name, (_, ds) in self.files.items():
-            _write_time(ds, self.slot, self.run, stamps)
-            ds[name][self.slot] = values[name]
-        self.slot += 1
+            ds["time"][start:stop] = stamps[:, 0]
+            ds[self.run.spec.time.bounds][start:stop, :] = stamps[:, 1:]
+            ds[name][start:stop] = np.stack(self.values[name])
+            self.values[name].clear()
+        self.slot = stop
+        self.stamps.clear()
 
     def close(self) -> list[Path]:
+        self._flush()
         for _, ds in self.files.values():
             ds.close()
         return [path for path, _ in self.files.values()]
