@@ -46,14 +46,6 @@ def _source_options(variable: str, model: str) -> tuple[tuple[str, ...], ...]:
                  for alt in variables()[variable].sources.get(model, ()))
 
 
-@cache
-def _source_options(variable: str, model: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(
-        tuple(part.strip() for part in alt.split("+"))
-        for alt in variables()[variable].sources.get(model, ())
-    )
-
-
 class Feature(BaseModel):
     """One column of the feature table: a variable reduced over a region."""
 

@@ -53,9 +53,8 @@ class TimeLayout:
     units: str
     calendar: str
     bounds: str | None  # the bounds variable, None when the file has none
-    bounds_dims: tuple[str, ...]
-    time_decoding: Decoding
-    bounds_decoding: Decoding | None
+    read_dims: tuple[str, ...]  # of the variable read in each file: the bounds, else time
+    decoding: Decoding  # of that variable
     origin: float | None  # for arithmetic decoding on the noleap calendar (see _noleap_origin)
 
     @property
@@ -87,14 +86,14 @@ def time_layout(nc: netCDF4.Dataset, path: str) -> TimeLayout:
     if not units or "since" not in units:
         raise InputFileError(path, f"time has no CF units (got {units!r})")
     bounds = _bounds_name(nc, time)
+    read = time if bounds is None else nc.variables[bounds]
     return TimeLayout(
         dims=time.dimensions,
         units=units,
         calendar=calendar,
         bounds=bounds,
-        bounds_dims=() if bounds is None else nc.variables[bounds].dimensions,
-        time_decoding=decoding(time),
-        bounds_decoding=None if bounds is None else decoding(nc.variables[bounds]),
+        read_dims=read.dimensions,
+        decoding=decoding(read),
         origin=_noleap_origin(units) if calendar in _NOLEAP else None,
     )
 
@@ -115,9 +114,9 @@ def decode_months(nc: netCDF4.Dataset, path: str, layout: TimeLayout | None = No
     if n_times == 0:
         raise InputFileError(path, "time axis is empty (file still being written?)")
     notes: list[str] = []
+    values = _read_whole(nc, layout.bounds or "time", layout)
     if layout.bounds is not None:
-        bnds = _read_whole(nc, layout.bounds, layout.bounds_dims, layout.bounds_decoding)
-        bnds = bnds.reshape(n_times, 2)
+        bnds = values.reshape(n_times, 2)
         width = bnds[:, 1] - bnds[:, 0]
         if np.any((width < MONTH_DAYS[0]) | (width > MONTH_DAYS[1])):
             raise InputFileError(
@@ -131,7 +130,6 @@ def decode_months(nc: netCDF4.Dataset, path: str, layout: TimeLayout | None = No
             )
         months = _months_of(0.5 * (bnds[:, 0] + bnds[:, 1]), layout, path)
     else:
-        values = _read_whole(nc, "time", layout.dims, layout.time_decoding)
         dates = _decode(values, layout.units, layout.calendar, path)
         months = [month_key(_shift_end_stamp(d)) for d in dates]
         notes.append("no time bounds: month taken from the time stamp")
@@ -143,9 +141,10 @@ def decode_months(nc: netCDF4.Dataset, path: str, layout: TimeLayout | None = No
     return FileTime([months[i] for i in indices], indices, layout.calendar, notes)
 
 
-def _read_whole(nc: netCDF4.Dataset, name: str, dims: tuple[str, ...], how: Decoding) -> np.ndarray:
-    count = [len(nc.dimensions[d]) for d in dims]
-    return read_block(nc.variables[name], how, [0] * len(count), count)
+def _read_whole(nc: netCDF4.Dataset, name: str, layout: TimeLayout) -> np.ndarray:
+    """All of the time or bounds variable ``name``, decoded as the layout says."""
+    count = [len(nc.dimensions[d]) for d in layout.read_dims]
+    return read_block(nc.variables[name], layout.decoding, [0] * len(count), count)
 
 
 _NOLEAP = ("noleap", "365_day")
