@@ -11,8 +11,9 @@ branch. Dates stay strings: years 0001-9999 are model years, not calendar dates.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,6 +270,23 @@ def _frequency(path: Path, layout: str, start: str | None) -> str:
     return _FREQUENCY_OF_DATE_LENGTH[len(start)]
 
 
+def _netcdf_files(root: Path) -> Iterator[Path]:
+    """Every ``*.nc`` file below ``root``; symlinked directories are not entered (as rglob).
+
+    ``os.scandir`` knows each entry's type from the directory listing, so a nightly rescan
+    of tens of thousands of files costs no stat per file here (``Path.rglob`` + ``is_file``
+    did, and was a large part of a rescan).
+    """
+    pending = [str(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.name.endswith(".nc") and entry.is_file():
+                    yield Path(entry.path)
+
+
 def discover(
     roots: Iterable[str | Path], patterns: Sequence[FilePattern] = FILE_PATTERNS
 ) -> tuple[list[CesmFile], list[InputFileError]]:
@@ -298,7 +316,7 @@ def discover(
     paths: dict[Path, None] = {}
     for root in map(Path, roots):
         if root.is_dir():
-            paths.update(dict.fromkeys(p for p in root.rglob("*.nc") if p.is_file()))
+            paths.update(dict.fromkeys(_netcdf_files(root)))
         else:
             errors.append(InputFileError(root, "data root is not a directory"))
     for path in sorted(paths):
