@@ -199,7 +199,7 @@ def parse_filename(path: str | Path, patterns: Sequence[FilePattern] = FILE_PATT
         When no pattern matches (restart, coupler and log files included); the message
         names the file and lists the expected shapes.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # rescans parse every file
     for pattern in patterns:
         match = pattern.regex.match(path.name)
         if match:
@@ -270,7 +270,7 @@ def _frequency(path: Path, layout: str, start: str | None) -> str:
     return _FREQUENCY_OF_DATE_LENGTH[len(start)]
 
 
-def _netcdf_files(root: Path) -> Iterator[Path]:
+def _netcdf_files(root: Path) -> Iterator[str]:
     """Every ``*.nc`` file below ``root``; symlinked directories are not entered (as rglob).
 
     ``os.scandir`` knows each entry's type from the directory listing, so a nightly rescan
@@ -284,7 +284,7 @@ def _netcdf_files(root: Path) -> Iterator[Path]:
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(entry.path)
                 elif entry.name.endswith(".nc") and entry.is_file():
-                    yield Path(entry.path)
+                    yield entry.path
 
 
 def discover(
@@ -313,13 +313,13 @@ def discover(
     """
     files: list[CesmFile] = []
     errors: list[InputFileError] = []
-    paths: dict[Path, None] = {}
+    paths: dict[str, None] = {}  # strings: sorting 20,000 Paths costs more than parsing
     for root in map(Path, roots):
         if root.is_dir():
             paths.update(dict.fromkeys(_netcdf_files(root)))
         else:
             errors.append(InputFileError(root, "data root is not a directory"))
-    for path in sorted(paths):
+    for path in map(Path, sorted(paths)):
         try:
             files.append(parse_filename(path, patterns))
         except UnrecognisedFileName as exc:

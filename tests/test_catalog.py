@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dask
 import intake_esm
 import netCDF4
 import numpy as np
@@ -194,9 +195,11 @@ def test_intake_esm_opens_searches_and_loads(built: Built, tmp_path: Path) -> No
     assert len(ocean.df) == 4
 
     history = cat.search(component="ocn", model="pop", layout="history")
-    datasets = history.to_dataset_dict(
-        xarray_open_kwargs={"decode_times": False}, progressbar=False
-    )
+    # intake-esm opens files on dask threads; HDF5 is not thread-safe (a flaky segfault)
+    with dask.config.set(scheduler="synchronous"):
+        datasets = history.to_dataset_dict(
+            xarray_open_kwargs={"decode_times": False}, progressbar=False
+        )
     assert list(datasets) == [f"{CASE}.ocn.pop.h.month_1.history"]
     dataset = datasets[f"{CASE}.ocn.pop.h.month_1.history"]
     assert dataset["SALT"].dims == ("time", "z_t", "nlat", "nlon")
