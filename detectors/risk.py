@@ -12,6 +12,7 @@ loaded with ``weights_only=True``; scoring a table whose features differ is a cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from detectors.samples import onset_index, summarise
 from detectors.skill import weighted_brier
 from ensembles import __version__
 from ensembles.errors import ConfigurationError
+from ensembles.timeaxis import month_key
 
 
 class RiskSettings(BaseModel):
@@ -148,6 +150,15 @@ class RiskModel:
                    np.array(meta["scale"]), tuple(meta["calibration"]),
                    RiskSettings(**meta["settings"]),
                    Reliability(**meta["reliability"]))
+
+
+def before_onset(risk: xr.DataArray, onsets: Mapping[str, str]) -> xr.DataArray:
+    """Risk blanked from each member's onset month (``"YYYY-MM"``) on: the model never saw
+    frozen months, so no risk is defined there."""
+    months = np.array([month_key(t) for t in risk.time.values])
+    frozen = np.stack([months >= onsets[str(m)] if str(m) in onsets
+                       else np.zeros(months.size, bool) for m in risk.member.values])
+    return risk.where(~frozen)
 
 
 def _split_members(names: np.ndarray, settings: RiskSettings, frozen: set[str]

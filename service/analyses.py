@@ -17,7 +17,7 @@ from detectors.consistency import ConsistencyResult, ConsistencySettings, consis
 from detectors.labels import label_freezes
 from detectors.precursors import PrecursorSettings, analyse_precursors
 from detectors.results import PrecursorResult
-from detectors.risk import RiskSettings, train_risk
+from detectors.risk import RiskSettings, before_onset, train_risk
 from ensembles.errors import ConfigurationError, InputFileError
 from ensembles.features import FeatureSet, build_features
 from service import precursor_figures as figs
@@ -73,12 +73,8 @@ def _risk(features: xr.Dataset, settings: PrecursorSettings, result: PrecursorRe
         result.notes.append(f"risk model not trained: {err}")
         return None
     model.save(outdir / "risk_model", result.ensembles)
-    risk = model.score(features)
-    onset = {m.member: m.first_freeze for m in result.members if m.first_freeze}
-    months = np.array([f"{t.year:04d}-{t.month:02d}" for t in features.time.values])
-    frozen = np.stack([months >= onset[str(m)] if str(m) in onset else np.zeros(months.size, bool)
-                       for m in risk.member.values])
-    risk = risk.where(~frozen)  # the model never saw frozen months: no risk is defined there
+    risk = before_onset(model.score(features),
+                        {m.member: m.first_freeze for m in result.members if m.first_freeze})
     peak = risk.max("time", skipna=True)
     for row in result.members:
         row.max_risk = float(peak.sel(member=row.member))

@@ -163,17 +163,14 @@ def submit_and_report(job_type: str, params: dict[str, object]) -> dict[str, obj
     With a broker, the job id is printed and None returned: ``esmwatch jobs show ID``
     follows it.
     """
-    from service.jobs import RESULT_FILE, submit_job
+    from service.jobs import finished_result, submit_job
 
     settings = get_settings()
     job_id = submit_job(job_type, params, settings=settings, wait=settings.embedded)
     if not settings.embedded:
         typer.echo(f"submitted {job_type} job {job_id}; follow it with esmwatch jobs show")
         return None
-    job = _store().get_job(job_id)
-    if job.state != "succeeded":
-        raise EsmwatchError(f"{job_type} job {job_id} {job.state}: {job.error or job.message}")
-    return json.loads((settings.job_results_dir(job_id) / RESULT_FILE).read_text())
+    return finished_result(job_id, settings)
 
 
 def scan(

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ensembles.errors import EsmwatchError
 from ensembles.synth.ensemble import synthesize
-from service.jobs import RESULT_FILE, submit_job
+from service.jobs import finished_result, submit_job
 from service.report import Section, write_report
 from service.settings import Settings, override_settings, validate_with_settings
 from service.store import Conflict, EnsembleSpec, get_store
@@ -88,11 +87,7 @@ def _register(settings: Settings, name: str, kind: str, root: Path) -> None:
 
 
 def _run(settings: Settings, job_type: str, params: dict[str, Any]) -> dict[str, Any]:
-    job_id = submit_job(job_type, params, settings=settings, wait=True)
-    job = get_store(settings).get_job(job_id)
-    if job.state != "succeeded":
-        raise EsmwatchError(f"demo {job_type} job {job_id} {job.state}: {job.error}")
-    return json.loads((settings.job_results_dir(job_id) / RESULT_FILE).read_text())
+    return finished_result(submit_job(job_type, params, settings=settings, wait=True), settings)
 
 
 def _findings(precursors: dict[str, Any], sensitivity: dict[str, Any], scan: dict[str, Any]

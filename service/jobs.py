@@ -18,6 +18,7 @@ registry; adding one is a parameter model, a result model, a function and a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -198,6 +199,14 @@ def submit_job(job_type: str, params: dict[str, Any] | None, *, settings: Settin
     if created:
         dispatch(job.id, kind, settings, wait=wait)
     return job.id
+
+
+def finished_result(job_id: str, settings: Settings) -> dict[str, Any]:
+    """The ``result.json`` of a job that succeeded; a clear error naming it otherwise."""
+    job = get_store(settings).get_job(job_id)
+    if job.state != "succeeded":
+        raise EsmwatchError(f"{job.type} job {job_id} {job.state}: {job.error or job.message}")
+    return json.loads((settings.job_results_dir(job_id) / RESULT_FILE).read_text())
 
 
 def dispatch(job_id: str, kind: JobType[Any], settings: Settings, *, wait: bool = False) -> None:

@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.consistency import ConsistencySettings, consistency_test
 from detectors.labels import LabelRule, label_freezes
-from detectors.risk import RiskModel
+from detectors.risk import RiskModel, before_onset
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
 from ensembles.features import build_features
 from ensembles.filenames import parse_filename
+from ensembles.timeaxis import month_key
 from service.model_registry import load_promoted_risk
 from service.settings import Settings
 from service.store import Ensemble, NotFound, Store
@@ -127,9 +128,12 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
                      ) if features.sizes.get("member") else sorted(problems)
     onsets = _onsets(features, summary, ensemble.name)
     risk = _risk(features, model, onsets, summary, ensemble.name)
+    # months with any data, per member: one pass over the table, not one per member
+    observed = (features.to_array().notnull().any("variable")
+                if features.sizes.get("member") else None)
     found: list[Finding] = []
     for member in members:
-        row = _member_row(ensemble.name, member, features, risk, onsets, problems.get(member, []))
+        row = _member_row(ensemble.name, member, observed, risk, onsets, problems.get(member, []))
         summary.members.append(row)
         found += _member_findings(row, settings.alert_risk)
     if ensemble.kind == "candidate" and features.sizes.get("member"):
@@ -174,10 +178,6 @@ def _problems_by_member(problems: Sequence[InputFileError]) -> dict[str, list[st
     return dict(grouped)
 
 
-def _month(value: Any) -> str:
-    return f"{value.year:04d}-{value.month:02d}"
-
-
 def _onsets(features: xr.Dataset, summary: ScanSummary, name: str) -> dict[str, str]:
     if not features.sizes.get("member"):
         return {}
@@ -192,29 +192,25 @@ def _onsets(features: xr.Dataset, summary: ScanSummary, name: str) -> dict[str, 
 
 def _risk(features: xr.Dataset, model: RiskModel | None, onsets: dict[str, str],
           summary: ScanSummary, name: str) -> xr.DataArray | None:
-    """Risk per member and month, blanked from the onset on (the model never saw frozen months)."""
+    """Risk per member and month, blanked from the onset on."""
     if model is None or not features.sizes.get("member"):
         return None
     try:
-        risk = model.score(features)
+        return before_onset(model.score(features), onsets)
     except ConfigurationError as err:
         summary.notes.append(f"{name}: risk not scored: {err}")
         return None
-    months = np.array([_month(t) for t in features.time.values])
-    frozen = np.stack([months >= onsets[str(m)] if str(m) in onsets
-                       else np.zeros(months.size, bool) for m in risk.member.values])
-    return risk.where(~frozen)
 
 
-def _member_row(ensemble: str, member: str, features: xr.Dataset, risk: xr.DataArray | None,
-                onsets: dict[str, str], problems: list[str]) -> MemberScan:
-    present = features.sizes.get("member") and member in features.member.values.astype(str)
+def _member_row(ensemble: str, member: str, observed: xr.DataArray | None,
+                risk: xr.DataArray | None, onsets: dict[str, str], problems: list[str]
+                ) -> MemberScan:
     months, last, latest = 0, None, None
-    if present:
-        valid = features.sel(member=member).to_array().notnull().any("variable").values
+    if observed is not None and member in observed.member.values.astype(str):
+        valid = observed.sel(member=member).values
         months = int(valid.sum())
         if months:
-            last = _month(features.time.values[np.flatnonzero(valid)[-1]])
+            last = month_key(observed.time.values[np.flatnonzero(valid)[-1]])
         if risk is not None:
             series = risk.sel(member=member).values
             finite = np.flatnonzero(np.isfinite(series))
