@@ -21,7 +21,7 @@ from detectors.risk import RiskSettings, before_onset, train_risk
 from ensembles.errors import ConfigurationError, InputFileError
 from ensembles.features import FeatureSet, build_features
 from service import precursor_figures as figs
-from service.report import Section, Table, write_report
+from service.report import Section, Table, write_atomically, write_report
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -58,7 +58,7 @@ def run_precursors(features: xr.Dataset, outdir: Path, settings: PrecursorSettin
     risk = _risk(features, settings, result, outdir)
     if progress:
         progress(0.95, "writing report")
-    (outdir / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
+    write_atomically(outdir / "result.json", result.model_dump_json(by_alias=True, indent=2))
     write_precursor_report(result, features, outdir, risk)
     return result
 
@@ -145,7 +145,7 @@ def run_consistency(reference: xr.Dataset, candidate: xr.Dataset, outdir: Path,
     """Test the candidate against its reference; write result.json and report.html."""
     result = consistency_test(reference, candidate, settings)
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "result.json").write_text(result.model_dump_json(by_alias=True, indent=2))
+    write_atomically(outdir / "result.json", result.model_dump_json(by_alias=True, indent=2))
     write_report(outdir, "esmwatch: ensemble consistency test", [
         Section("Verdict", paragraphs=[consistency_summary(result, settings)],
                 notes=result.notes),

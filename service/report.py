@@ -107,7 +107,7 @@ def _markdown_section(section: Section) -> str:
     return "\n\n".join(parts)
 
 
-def _atomic_write(target: Path, text: str) -> Path:
+def write_atomically(target: Path, text: str) -> Path:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(target)
@@ -129,6 +129,6 @@ def write_report(outdir: Path, title: str, sections: Sequence[Section], *,
         f"<footer>{footer}</footer></body></html>"
     )
     if markdown:
-        _atomic_write(outdir / "report.md", "\n\n".join(
+        write_atomically(outdir / "report.md", "\n\n".join(
             [f"# {title}", *(_markdown_section(s) for s in sections), f"_{footer}_"]) + "\n")
-    return _atomic_write(outdir / "report.html", page)
+    return write_atomically(outdir / "report.html", page)

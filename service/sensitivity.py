@@ -25,7 +25,7 @@ from detectors.sensitivity_results import SensitivityResult
 from ensembles.ppe import find_default_files, load_ppe_inputs
 from service import sensitivity_figures as figs
 from service.analyses import load_features
-from service.report import Section, Table, write_report
+from service.report import Section, Table, write_atomically, write_report
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -94,10 +94,7 @@ def run_sensitivity(params: SensitivityParams, outdir: Path, cache_dir: Path | N
     result.notes.extend(f"input: {p}" for p in [*coupled.problems, *offline.problems])
     step(0.92, "writing report")
     outdir.mkdir(parents=True, exist_ok=True)
-    target = outdir / "result.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(result.model_dump_json(by_alias=True, indent=2))
-    tmp.replace(target)
+    write_atomically(outdir / "result.json", result.model_dump_json(by_alias=True, indent=2))
     write_sensitivity_report(result, outdir)
     step(1.0, "done")
     return result
