@@ -95,7 +95,8 @@ class FileLayout:
 
 @dataclass
 class FileFeatures:
-    """Features of one file, JSON-ready (this is what the per-file cache stores).
+    """Features of one file, as a worker returns them (the cache keeps them as columnar
+    blocks of many files, :mod:`ensembles.blocks`).
 
     ``values[feature][expression]`` holds the reduction of one source expression: a
     complete alternative of the registry (``"SALT"``, ``"PRECC+PRECL"``) or, when a file

@@ -10,10 +10,11 @@ collected, each naming its file, and returned.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,11 @@ import xarray as xr
 from dask.callbacks import Callback
 
 from ensembles import __version__
-from ensembles.cache import FeatureCache, file_signature, gc_paused
+from ensembles.blocks import BlockKey, Column, FeatureBlock, month_label
+from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.errors import InputFileError
 from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
-from ensembles.filenames import CesmFile, discover
+from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile, discover, split_case
 from ensembles.grids import read_grid
 from ensembles.registry import Feature, definitions_hash, features, registry
 from ensembles.timeaxis import month_centre
@@ -156,7 +158,7 @@ def build_features(
     roots
         Data roots following CESM_CONVENTIONS (short-term archive, time series or a run dir).
     cache_dir
-        Where the per-file cache lives; None disables caching.
+        Where the feature cache lives; None disables caching.
     scheduler
         dask scheduler: "processes" (default when several batches need reading),
         "threads" is not used because HDF5 is not thread-safe, "synchronous" for debugging,
@@ -170,24 +172,75 @@ def build_features(
         problems = [p for p in problems if _names_a_case(p.path, cases)]
     usable, skipped = _monthly_feature_files(files)
     problems.extend(skipped)
-    auxiliary = _auxiliary_grid_files(files)
+    groups: dict[BlockKey, list[CesmFile]] = defaultdict(list)
+    for f in usable:
+        groups[BlockKey.of(f)].append(f)
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
-    cached = cache.get_many(str(f.path) for f in usable) if cache else {}
-    todo = [f for f in usable if str(f.path) not in cached]
-    outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
-    fresh = [o for o in outcomes if o.features is not None]
-    if cache:
-        cache.put_many((o.features, o.signature) for o in fresh)
-        cache.close()
+    kept, trimmed = _unchanged_blocks(cache, groups) if cache else ({}, set())
+    known = {path for block in kept.values() for path in block.paths}
+    todo = [f for f in usable if str(f.path) not in known]
+    with _frozen_heap():
+        outcomes = _run(todo, _auxiliary_grid_files(files), scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
-    by_path = {**cached, **{o.path: o.features for o in fresh}}
-    with gc_paused():
-        dataset, table_problems = assemble(usable, by_path)
+    read = {str(f.path): f for f in todo}
+    fresh = blocks_of((read[o.path], o.features, o.signature) for o in outcomes if o.features)
+    blocks = dict(kept)
+    for block in fresh:
+        blocks[block.key] = kept[block.key].merged(block) if block.key in kept else block
+    if cache:
+        cache.store(blocks[key] for key in trimmed | {b.key for b in fresh} if key in blocks)
+        cache.close()
+    dataset, table_problems = assemble(list(blocks.values()))
     problems.extend(table_problems)
     for problem in problems:
         log.warning("%s", problem)
     dataset.attrs["problems"] = json.dumps([str(p) for p in problems])
-    return FeatureSet(dataset, problems, files_read=len(todo), files_cached=len(cached))
+    return FeatureSet(
+        dataset,
+        problems,
+        files_read=len(todo),
+        files_cached=sum(len(b.paths) for b in kept.values()),
+    )
+
+
+def _unchanged_blocks(
+    cache: FeatureCache, groups: dict[BlockKey, list[CesmFile]]
+) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
+    """Cached blocks cut down to their unchanged files, and the keys of those that were cut."""
+    kept, trimmed = {}, set()
+    for key, block in cache.blocks(groups).items():
+        keep = unchanged(block, {str(f.path) for f in groups[key]})
+        if len(keep) < len(block.paths):
+            trimmed.add(key)
+            block = block.subset(keep)
+        if keep:
+            kept[key] = block
+    return kept, trimmed
+
+
+def blocks_of(
+    results: Iterable[tuple[CesmFile, FileFeatures, tuple[int, int]]],
+) -> list[FeatureBlock]:
+    """Blocks of freshly read files, from each file, its features and the signature read at."""
+    grouped: dict[BlockKey, list[tuple[FileFeatures, tuple[int, int]]]] = defaultdict(list)
+    for f, result, signature in results:
+        grouped[BlockKey.of(f)].append((result, signature))
+    return [FeatureBlock.from_results(key, pairs) for key, pairs in grouped.items()]
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep the collector of forked dask workers off the parent's objects.
+
+    A forked worker shares the parent's memory copy-on-write until a garbage collection
+    walks (and so writes to) every object the parent holds: with a whole ensemble's file
+    records in memory that doubled the cost of reading a few new files.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[InputFileError]]:
@@ -253,23 +306,22 @@ def _run(
     return [outcome for batch in results for outcome in batch]
 
 
-def assemble(
-    files: Sequence[CesmFile], by_path: dict[str, FileFeatures]
-) -> tuple[xr.Dataset, list[InputFileError]]:
-    """Stack per-file features into ``(member, time)`` arrays with provenance attrs.
+def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFileError]]:
+    """Stack the blocks' features into ``(member, time)`` arrays with provenance attrs.
 
     Two files giving the same feature and month (two streams, a restart overlap) keep
     the first in path order and are reported; months missing inside a member's record
-    are reported and left NaN.
+    are reported and left NaN.  Work here follows the number of series, not of files:
+    it runs over the whole ensemble on every rescan.
     """
-    problems: list[InputFileError] = []
-    members = sorted({f.case for f in files})
-    info = {f.case: f for f in files}
-    where = {(f.case, f.component): f.path.parent for f in files}
-    model_of = {(f.case, f.component): f.model for f in files}
-    collected = _collect(files, by_path, problems)
-    months_by_component = collected.months_by_component
-    cells, sources, partial = _resolve_all(collected, model_of)
+    blocks = sorted(blocks, key=lambda b: b.key)
+    problems = _notes(blocks)
+    members = sorted({b.key.case for b in blocks})
+    where = {(b.key.case, COMPONENT_OF_MODEL[b.key.model]): b.directory for b in blocks}
+    model_of = {(b.key.case, COMPONENT_OF_MODEL[b.key.model]): b.key.model for b in blocks}
+    months_by_component = _months_by_component(blocks)
+    series, duplicates = _first_values(blocks)
+    cells, sources, partial = _resolve_all(series, model_of)
     problems.extend(
         InputFileError(
             where[(case, features()[name].var.component)],
@@ -284,24 +336,29 @@ def assemble(
             f"months {', '.join(sorted(months))} already read from {first} "
             "(two streams or a restart overlap); kept that file's values",
         )
-        for (path, first), months in sorted(collected.duplicates.items())
+        for (path, first), months in sorted(duplicates.items())
     )
     problems.extend(_missing_months(months_by_component, where))
     problems.extend(_missing_variables(cells, months_by_component, where, sources))
-    all_months = sorted(set().union(*months_by_component.values())) if months_by_component else []
-    position = {m: i for i, m in enumerate(all_months)}
+    all_months = (
+        np.unique(np.concatenate(list(months_by_component.values())))
+        if months_by_component
+        else np.array([], dtype=int)
+    )
     data_vars = {}
     for name in sorted({n for (_, n) in cells}):
         array = np.full((len(members), len(all_months)), np.nan)
         for i, member in enumerate(members):
-            row = cells.get((member, name), {})  # None (a missing value) becomes NaN
-            array[i, [position[m] for m in row]] = np.array(list(row.values()), dtype=float)
+            if (member, name) in cells:
+                months, values = cells[(member, name)]
+                array[i, np.searchsorted(all_months, months)] = values
         data_vars[name] = (("member", "time"), array, _attrs(name, sources[name]))
+    ensembles_and_ids = [split_case(m) for m in members]
     coords = {
         "member": members,
-        "time": [month_centre(m) for m in all_months],
-        "ensemble": ("member", [info[m].ensemble for m in members]),
-        "member_id": ("member", [info[m].member_id for m in members]),
+        "time": [month_centre(month_label(m)) for m in all_months],
+        "ensemble": ("member", [e for e, _ in ensembles_and_ids]),
+        "member_id": ("member", [i for _, i in ensembles_and_ids]),
     }
     dataset = xr.Dataset(data_vars, coords=coords)
     dataset.attrs.update(
@@ -310,104 +367,93 @@ def assemble(
     return dataset, problems
 
 
-@dataclass
-class _Collected:
-    """Every file's values by member and feature, ready to resolve into table cells."""
-
-    # (case, feature) -> expression -> month -> value, from the first file (in path order)
-    contributions: dict[tuple[str, str], dict[str, dict[str, float | None]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-    months_by_component: dict[tuple[str, str], set[str]] = field(
-        default_factory=lambda: defaultdict(set)
-    )
-    # (later file, first file) -> months the later file gave again
-    duplicates: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+Series = tuple[np.ndarray, np.ndarray]
+"""Month numbers (sorted, unique) and their values."""
 
 
-def _collect(
-    files: Sequence[CesmFile], by_path: dict[str, FileFeatures], problems: list[InputFileError]
-) -> _Collected:
-    """Every file's values, in path order; file notes become problems.
+def _notes(blocks: Sequence[FeatureBlock]) -> list[InputFileError]:
+    """What the reader noted about each file, in path order."""
+    notes = [(b.paths[i], note) for b in blocks for i, note in b.notes]
+    return [InputFileError(path, note) for path, note in sorted(notes, key=lambda n: n[0])]
 
-    This runs over every file of the ensemble on each rescan, cached or not, so a value
-    costs one dict test and one store; which file came first is only worked out for the
-    (rare) values given twice.
+
+def _months_by_component(blocks: Sequence[FeatureBlock]) -> dict[tuple[str, str], np.ndarray]:
+    """Every month each member's files of each component cover."""
+    parts: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for b in blocks:
+        parts[(b.key.case, COMPONENT_OF_MODEL[b.key.model])].append(b.months.month)
+    return {key: np.unique(np.concatenate(arrays)) for key, arrays in parts.items()}
+
+
+def _first_values(
+    blocks: Sequence[FeatureBlock],
+) -> tuple[dict[tuple[str, str], dict[str, Series]], dict[tuple[str, str], set[str]]]:
+    """One series per (case, feature, source expression), from the first file in path order.
+
+    Returns the series by (case, feature) and expression, and, for values given again by
+    a later file, the months by (later file, first file).
     """
-    out = _Collected()
-    ordered = [
-        (f, result)
-        for f in sorted(files, key=lambda f: str(f.path))
-        if (result := by_path.get(str(f.path))) is not None
-    ]
-    clashes: list[tuple[str, str, str, str, str]] = []  # (path, case, feature, expression, month)
-    for f, result in ordered:
-        path, case, months = result.path, f.case, result.months
-        problems.extend(InputFileError(path, note) for note in result.notes)
-        out.months_by_component[(case, f.component)].update(months)
-        for name, by_expression in result.values.items():
-            by_source = out.contributions[(case, name)]
-            for expression, values in by_expression.items():
-                series = by_source.get(expression)
-                if series is None:
-                    series = by_source[expression] = {}
-                for month, value in zip(months, values, strict=True):
-                    if month in series:
-                        clashes.append((path, case, name, expression, month))
-                    else:
-                        series[month] = value
-    if clashes:
-        first = _first_files(ordered, {clash[1:] for clash in clashes})
-        for path, *key in clashes:
-            if first[tuple(key)] != path:
-                out.duplicates[(path, first[tuple(key)])].add(key[-1])
-    return out
-
-
-def _first_files(
-    ordered: list[tuple[CesmFile, FileFeatures]], keys: set[tuple[str, str, str, str]]
-) -> dict[tuple[str, str, str, str], str]:
-    """The first file (in path order) giving each (case, feature, expression, month)."""
-    first: dict[tuple[str, str, str, str], str] = {}
-    for f, result in ordered:
-        for name, by_expression in result.values.items():
-            for expression in by_expression:
-                for month in result.months:
-                    key = (f.case, name, expression, month)
-                    if key in keys:
-                        first.setdefault(key, result.path)
-    return first
+    paths = sorted(p for b in blocks for p in b.paths)
+    rank_of = {p: i for i, p in enumerate(paths)}
+    ranks = {b.key: np.array([rank_of[p] for p in b.paths], dtype=np.int64) for b in blocks}
+    pieces: dict[tuple[str, str, str], list[tuple[np.ndarray, Column]]] = defaultdict(list)
+    for b in blocks:
+        for (name, expression), column in b.columns.items():
+            pieces[(b.key.case, name, expression)].append((ranks[b.key][column.file], column))
+    series: dict[tuple[str, str], dict[str, Series]] = defaultdict(dict)
+    duplicates: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (case, name, expression), parts in pieces.items():
+        rank = np.concatenate([r for r, _ in parts])
+        month = np.concatenate([c.month for _, c in parts])
+        value = np.concatenate([c.value for _, c in parts])
+        order = np.lexsort((rank, month))  # by month, then path
+        rank, month, value = rank[order], month[order], value[order]
+        first = np.ones(len(month), dtype=bool)
+        first[1:] = month[1:] != month[:-1]
+        series[(case, name)][expression] = (month[first], value[first])
+        if not first.all():
+            winner = rank[first][np.cumsum(first) - 1]  # the first file of each row's month
+            for later, earlier, m in zip(rank[~first], winner[~first], month[~first], strict=True):
+                duplicates[(paths[later], paths[earlier])].add(month_label(m))
+    return series, duplicates
 
 
 def _resolve_all(
-    collected: _Collected, model_of: dict[tuple[str, str], str]
+    series: dict[tuple[str, str], dict[str, Series]], model_of: dict[tuple[str, str], str]
 ) -> tuple[
-    dict[tuple[str, str], dict[str, float | None]],
+    dict[tuple[str, str], Series],
     dict[str, set[str]],
     dict[tuple[str, str], set[str]],
 ]:
     """One value per member, feature and month: the preferred source expression's."""
-    cells: dict[tuple[str, str], dict[str, float | None]] = {}
+    cells: dict[tuple[str, str], Series] = {}
     sources: dict[str, set[str]] = defaultdict(set)
     partial: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for key, by_source in collected.contributions.items():
+    for key, by_source in series.items():
         variable = features()[key[1]].var
         model = model_of[(key[0], variable.component)]
         if len(by_source) == 1:  # the usual series: resolve once, not once per month
-            ((only, series),) = by_source.items()
+            ((only, whole),) = by_source.items()
             chosen = resolve(variable, model, {only: None})
             if chosen is not None and chosen[0] == only:
                 sources[key[1]].add(only)
-                cells[key] = dict(series)
+                cells[key] = whole
                 continue
-        for month in dict.fromkeys(m for series in by_source.values() for m in series):
-            parts = {e: series[month] for e, series in by_source.items() if month in series}
+        # month by month: parts of a sum from separate files, or sources that change
+        by_month = {
+            e: dict(zip(m.tolist(), v.tolist(), strict=True)) for e, (m, v) in by_source.items()
+        }
+        resolved: dict[int, float] = {}
+        for month in sorted(set().union(*by_month.values())):
+            parts = {e: values[month] for e, values in by_month.items() if month in values}
             chosen = resolve(variable, model, parts)
             if chosen is None:
                 partial[key].update(parts)
                 continue
             sources[key[1]].add(chosen[0])
-            cells.setdefault(key, {})[month] = chosen[1]
+            resolved[month] = chosen[1]
+        if resolved:
+            cells[key] = (np.array(list(resolved)), np.array(list(resolved.values()), dtype=float))
     return cells, sources, partial
 
 
@@ -435,14 +481,15 @@ def _reduction_text(feature: Feature) -> str:
 
 
 def _missing_months(
-    months_by_component: dict[tuple[str, str], set[str]], where: dict[tuple[str, str], Path]
+    months_by_component: dict[tuple[str, str], np.ndarray], where: dict[tuple[str, str], Path]
 ) -> list[InputFileError]:
     problems = []
     for (case, component), months in sorted(months_by_component.items()):
-        expected = _month_range(min(months), max(months))
-        missing = [m for m in expected if m not in months]
-        if missing:
-            shown = ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else "")
+        missing = np.setdiff1d(np.arange(months[0], months[-1] + 1), months)
+        if len(missing):
+            shown = ", ".join(month_label(m) for m in missing[:6]) + (
+                " ..." if len(missing) > 6 else ""
+            )
             problems.append(
                 InputFileError(
                     where[(case, component)],
@@ -473,12 +520,3 @@ def _missing_variables(
         )
         for (case, component, source), names in sorted(lacking.items())
     ]
-
-
-def _month_range(first: str, last: str) -> list[str]:
-    year, month = (int(x) for x in first.split("-"))
-    out = []
-    while f"{year:04d}-{month:02d}" <= last:
-        out.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out

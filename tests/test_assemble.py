@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ensembles.extract import FileFeatures
-from ensembles.features import assemble
+from ensembles.features import assemble, blocks_of
 from ensembles.filenames import parse_filename
 
 CASE = "b.e21.B1850.f09_g17.asm.001"
@@ -19,8 +19,7 @@ def _file(path: str, months: list[str], values: dict) -> tuple:
 
 
 def _table(*pairs):
-    files = [f for f, _ in pairs]
-    dataset, problems = assemble(files, {str(f.path): r for f, r in pairs})
+    dataset, problems = assemble(blocks_of((f, r, (0, 0)) for f, r in pairs))
     return dataset, [str(p) for p in problems]
 
 

@@ -1,22 +1,27 @@
-"""The per-file cache: batched lookups return exactly the rows whose key still holds."""
+"""The feature cache: columnar blocks round-trip exactly, and only unchanged files are kept."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 import ensembles.cache as cache_module
-from ensembles.cache import FeatureCache, file_signature
+from ensembles.blocks import BlockKey, FeatureBlock
+from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.extract import FileFeatures
 
 
 def _features(path: str, value: float) -> FileFeatures:
     return FileFeatures(
         path=path,
-        months=["0001-01"],
-        values={"so_upper_labsea": {"SALT": [value]}, "prect_labsea": {"PRECC": [None]}},
-        notes=["a note"],
+        months=["0001-01", "0001-02"],
+        values={
+            "so_upper_labsea": {"SALT": [value, value + 1]},
+            "prect_labsea": {"PRECC": [None, 2.0]},
+        },
+        notes=[f"a note on {os.path.basename(path)}"],
     )
 
 
@@ -30,26 +35,65 @@ def files(tmp_path):
     return paths
 
 
-def test_lookups_span_chunks_and_round_trip_payloads(tmp_path, files, monkeypatch):
-    monkeypatch.setattr(cache_module, "_CHUNK", 3)  # 7 paths: three queries
+KEY = BlockKey("/d", "case", "mom6", "h")
+
+
+def _block(paths: list[str], key: BlockKey = KEY) -> FeatureBlock:
+    return FeatureBlock.from_results(
+        key, [(_features(p, float(i)), file_signature(p)) for i, p in enumerate(paths)]
+    )
+
+
+def _same(a: FeatureBlock, b: FeatureBlock) -> None:
+    assert (a.key, a.paths, a.signatures, a.notes) == (b.key, b.paths, b.signatures, b.notes)
+    assert sorted(a.columns) == sorted(b.columns)
+    for name in a.columns:
+        for field in ("file", "month", "value"):
+            np.testing.assert_array_equal(
+                getattr(a.columns[name], field), getattr(b.columns[name], field)
+            )
+    np.testing.assert_array_equal(a.months.month, b.months.month)
+    np.testing.assert_array_equal(a.months.file, b.months.file)
+
+
+def test_blocks_round_trip_across_lookup_chunks(tmp_path, files, monkeypatch):
+    monkeypatch.setattr(cache_module, "_CHUNK", 2)  # three blocks: two queries
+    blocks = [_block(files[i : i + 3], BlockKey("/d", f"case{i}", "cam", "h0a")) for i in (0, 2, 4)]
     cache = FeatureCache(tmp_path / "cache", "defs-1")
-    cache.put_many((_features(p, float(i)), file_signature(p)) for i, p in enumerate(files))
-    hits = cache.get_many([*files, str(tmp_path / "never-stored.nc")])
-    assert sorted(hits) == sorted(files)
-    assert hits[files[4]] == _features(files[4], 4.0)
+    cache.store(blocks)
+    found = cache.blocks([b.key for b in blocks] + [BlockKey("/d", "never", "cam", "h0a")])
+    assert sorted(found) == sorted(b.key for b in blocks)
+    for block in blocks:
+        _same(found[block.key], block)
+    # None read from a file stays a missing value
+    assert np.isnan(found[blocks[0].key].columns[("prect_labsea", "PRECC")].value[0])
     cache.close()
 
 
 def test_changed_files_and_other_definitions_miss(tmp_path, files):
     cache = FeatureCache(tmp_path / "cache", "defs-1")
-    cache.put_many((_features(p, 1.0), file_signature(p)) for p in files)
+    block = _block(files)
+    cache.store([block])
     cache.close()
     os.utime(files[0], ns=(1, 1))  # new mtime
     with open(files[1], "ab") as grown:  # new size
         grown.write(b"more")
     os.remove(files[2])
     same, other = FeatureCache(tmp_path / "cache", "defs-1"), FeatureCache(tmp_path / "cache", "v2")
-    assert sorted(same.get_many(files)) == sorted(files[3:])
-    assert other.get_many(files) == {}
+    stored = same.blocks([block.key])[block.key]
+    assert unchanged(stored, set(files)) == [3, 4, 5, 6]
+    assert unchanged(stored, set(files[:5])) == [3, 4]  # a file no longer discovered drops out
+    assert other.blocks([block.key]) == {}
     same.close()
     other.close()
+
+
+def test_subset_then_merge_equals_reading_everything_at_once(files):
+    whole = _block(files)
+    old = whole.subset([0, 2, 3, 6])
+    assert old.paths == [files[i] for i in (0, 2, 3, 6)]
+    assert old.notes == [(i, f"a note on f{n}.nc") for i, n in enumerate((0, 2, 3, 6))]
+    new = FeatureBlock.from_results(
+        whole.key, [(_features(files[i], float(i)), file_signature(files[i])) for i in (5, 1, 4)]
+    )
+    _same(old.merged(new), whole)
