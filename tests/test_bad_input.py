@@ -169,6 +169,11 @@ def test_cache_reads_only_new_or_changed_files(archive: Path, tmp_path_factory) 
     os.utime(changed, ns=(1, 1))  # same content, new mtime: must be re-read
     third = build_features([archive], cache_dir=cache, scheduler="synchronous")
     assert (third.files_read, third.files_cached) == (2, 5)
+    assert third.dataset.identical(build_features([archive], scheduler="synchronous").dataset)
+    changed.unlink()  # a deleted file leaves the cached table too
+    fourth = build_features([archive], cache_dir=cache, scheduler="synchronous")
+    assert (fourth.files_read, fourth.files_cached) == (0, 6)
+    assert fourth.dataset.identical(build_features([archive], scheduler="synchronous").dataset)
 
 
 def test_failed_reads_are_not_cached(archive: Path, tmp_path_factory) -> None:
