@@ -21,6 +21,9 @@ import numpy as np
 from ensembles.extract import FileFeatures
 from ensembles.filenames import CesmFile
 
+GridSignature = tuple[str, int, int]
+"""An auxiliary grid file's path, size and mtime."""
+
 
 class BlockKey(NamedTuple):
     """The files one block holds: one stream of one case in one directory."""
@@ -62,8 +65,9 @@ class FeatureBlock:
     """Features of the files of one :class:`BlockKey`, files sorted by path.
 
     ``signatures`` holds each file's (size, mtime) when it was read, so that the cache can
-    tell which files are unchanged; ``months`` lists every month each file covers (a file
-    can give a month but no value for some feature).
+    tell which files are unchanged; ``grid`` the same of the file that completed their grid
+    (MOM6 static, CAM LANDFRAC), whose change invalidates every file; ``months`` lists
+    every month each file covers (a file can give a month but no value for some feature).
     """
 
     key: BlockKey
@@ -72,10 +76,14 @@ class FeatureBlock:
     months: Column  # value unused (NaN): which months each file covers
     columns: dict[tuple[str, str], Column] = field(default_factory=dict)
     notes: list[tuple[int, str]] = field(default_factory=list)  # (file index, note)
+    grid: GridSignature | None = None
 
     @classmethod
     def from_results(
-        cls, key: BlockKey, results: Iterable[tuple[FileFeatures, tuple[int, int]]]
+        cls,
+        key: BlockKey,
+        results: Iterable[tuple[FileFeatures, tuple[int, int]]],
+        grid: GridSignature | None = None,
     ) -> FeatureBlock:
         """A block from freshly read files (any order) and the signatures they were read at."""
         ordered = sorted(results, key=lambda pair: pair[0].path)
@@ -103,6 +111,7 @@ class FeatureBlock:
             months=_column(file_of_month, months, [None] * len(months)),
             columns={name: _column(*lists) for name, lists in rows.items()},
             notes=notes,
+            grid=grid,
         )
 
     def subset(self, keep: Sequence[int]) -> FeatureBlock:
@@ -122,6 +131,7 @@ class FeatureBlock:
             months=select(self.months),
             columns={name: select(column) for name, column in self.columns.items()},
             notes=[(int(renumber[i]), note) for i, note in self.notes if renumber[i] >= 0],
+            grid=self.grid,
         )
 
     def merged(self, other: FeatureBlock) -> FeatureBlock:
@@ -160,6 +170,7 @@ class FeatureBlock:
                 [(int(position[i]), n) for i, n in self.notes]
                 + [(int(position[i + shift]), n) for i, n in other.notes]
             ),
+            grid=other.grid,  # the newer files were read with the grid as it is now
         )
 
     def to_json(self) -> str:
@@ -171,6 +182,7 @@ class FeatureBlock:
                 "months": _encode(self.months),
                 "columns": [[*name, *_encode(c)] for name, c in self.columns.items()],
                 "notes": self.notes,
+                "grid": self.grid,
             }
         )
 
@@ -184,6 +196,7 @@ class FeatureBlock:
             months=_decode(*record["months"]),
             columns={(name, expr): _decode(*arrays) for name, expr, *arrays in record["columns"]},
             notes=[(i, note) for i, note in record["notes"]],
+            grid=tuple(record["grid"]) if record["grid"] else None,
         )
 
     @property

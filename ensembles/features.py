@@ -14,7 +14,7 @@ import gc
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import xarray as xr
 from dask.callbacks import Callback
 
 from ensembles import __version__
-from ensembles.blocks import BlockKey, Column, FeatureBlock, month_label
+from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature, month_label
 from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.errors import InputFileError
 from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
@@ -175,15 +175,19 @@ def build_features(
     groups: dict[BlockKey, list[CesmFile]] = defaultdict(list)
     for f in usable:
         groups[BlockKey.of(f)].append(f)
+    auxiliary = _auxiliary_grid_files(files)
+    grids = {key: _grid_signature(auxiliary.get((key.case, key.model))) for key in groups}
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
-    kept, trimmed = _unchanged_blocks(cache, groups) if cache else ({}, set())
+    kept, trimmed = _unchanged_blocks(cache, groups, grids) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
     todo = [f for f in usable if str(f.path) not in known]
     with _frozen_heap():
-        outcomes = _run(todo, _auxiliary_grid_files(files), scheduler, n_workers, progress)
+        outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
     read = {str(f.path): f for f in todo}
-    fresh = blocks_of((read[o.path], o.features, o.signature) for o in outcomes if o.features)
+    fresh = blocks_of(
+        ((read[o.path], o.features, o.signature) for o in outcomes if o.features), grids
+    )
     blocks = dict(kept)
     for block in fresh:
         blocks[block.key] = kept[block.key].merged(block) if block.key in kept else block
@@ -204,11 +208,20 @@ def build_features(
 
 
 def _unchanged_blocks(
-    cache: FeatureCache, groups: dict[BlockKey, list[CesmFile]]
+    cache: FeatureCache,
+    groups: dict[BlockKey, list[CesmFile]],
+    grids: dict[BlockKey, GridSignature | None],
 ) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
-    """Cached blocks cut down to their unchanged files, and the keys of those that were cut."""
+    """Cached blocks cut down to their unchanged files, and the keys of those that were cut.
+
+    A block whose grid file changed (or appeared, or went) keeps nothing: every value in it
+    was reduced over the old grid.
+    """
     kept, trimmed = {}, set()
     for key, block in cache.blocks(groups).items():
+        if block.grid != grids[key]:
+            trimmed.add(key)
+            continue
         keep = unchanged(block, {str(f.path) for f in groups[key]})
         if len(keep) < len(block.paths):
             trimmed.add(key)
@@ -220,12 +233,26 @@ def _unchanged_blocks(
 
 def blocks_of(
     results: Iterable[tuple[CesmFile, FileFeatures, tuple[int, int]]],
+    grids: Mapping[BlockKey, GridSignature | None] | None = None,
 ) -> list[FeatureBlock]:
     """Blocks of freshly read files, from each file, its features and the signature read at."""
     grouped: dict[BlockKey, list[tuple[FileFeatures, tuple[int, int]]]] = defaultdict(list)
     for f, result, signature in results:
         grouped[BlockKey.of(f)].append((result, signature))
-    return [FeatureBlock.from_results(key, pairs) for key, pairs in grouped.items()]
+    return [
+        FeatureBlock.from_results(key, pairs, (grids or {}).get(key))
+        for key, pairs in grouped.items()
+    ]
+
+
+def _grid_signature(path: str | None) -> GridSignature | None:
+    """What a block's cached values depend on besides their own files."""
+    if path is None:
+        return None
+    try:
+        return (path, *file_signature(path))
+    except OSError:
+        return None  # gone since discovery: the read reports it
 
 
 @contextlib.contextmanager

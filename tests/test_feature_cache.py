@@ -97,3 +97,29 @@ def test_subset_then_merge_equals_reading_everything_at_once(files):
         whole.key, [(_features(files[i], float(i)), file_signature(files[i])) for i in (5, 1, 4)]
     )
     _same(old.merged(new), whole)
+
+
+def test_a_changed_grid_file_invalidates_what_was_reduced_over_it(tmp_path):
+    from ensembles.features import build_features
+    from tests.cesm_files import write_mom6
+
+    case = "b.e30.B1850.t232.grid.001"
+    hist = tmp_path / "data" / case / "ocn" / "hist"
+    hist.mkdir(parents=True)
+    static = hist / f"{case}.mom6.h.static.nc"
+    lat_e, lon_e = np.arange(50.0, 71.0, 1.0), np.arange(-70.0, -39.0, 1.0)
+    so = np.full((1, 5, lat_e.size - 1, lon_e.size - 1), 34.9)
+    for month in (1, 2):
+        path = hist / f"{case}.mom6.h.z.0001-{month:02d}.nc"
+        write_mom6(path, static, lat_e, lon_e, {"so": so}, months=(month,))
+
+    def scan():
+        return build_features(
+            [tmp_path / "data"], cache_dir=tmp_path / "cache", scheduler="synchronous"
+        )
+
+    assert (scan().files_read, scan().files_read) == (2, 0)
+    os.utime(static, ns=(1, 1))  # regridded, say: every value reduced over it is stale
+    again = scan()
+    assert (again.files_read, again.files_cached) == (2, 0)
+    assert again.dataset["so_upper_labsea"].values == pytest.approx(np.full((1, 2), 34.9), rel=1e-6)
