@@ -129,7 +129,11 @@ class FeatureBlock:
             paths=[self.paths[i] for i in keep],
             signatures=[self.signatures[i] for i in keep],
             months=select(self.months),
-            columns={name: select(column) for name, column in self.columns.items()},
+            columns={  # a feature only the dropped files gave is gone, not empty
+                name: kept
+                for name, column in self.columns.items()
+                if len((kept := select(column)).file)
+            },
             notes=[(int(renumber[i]), note) for i, note in self.notes if renumber[i] >= 0],
             grid=self.grid,
         )

@@ -99,6 +99,16 @@ def test_subset_then_merge_equals_reading_everything_at_once(files):
     _same(old.merged(new), whole)
 
 
+def test_a_feature_only_dropped_files_gave_leaves_the_block(files):
+    extra = _features(files[0], 0.0)
+    extra.values["psl_labsea"] = {"PSL": [1.0, 2.0]}
+    block = FeatureBlock.from_results(
+        KEY,
+        [(extra, file_signature(files[0])), (_features(files[1], 1.0), file_signature(files[1]))],
+    )
+    assert ("psl_labsea", "PSL") not in block.subset([1]).columns
+
+
 def test_a_changed_grid_file_invalidates_what_was_reduced_over_it(tmp_path):
     from ensembles.features import build_features
     from tests.cesm_files import write_mom6
