@@ -17,6 +17,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.labels import Labels
+from ensembles.timeaxis import month_key
 
 View = Literal["full", "drivers"]
 
@@ -166,7 +167,7 @@ def view_features(features: xr.Dataset | SampleSet, view: str) -> list[str]:
 
 def onset_index(labels: Labels, times: xr.DataArray) -> dict[str, int]:
     """Time index of each frozen member's onset month."""
-    keys = [f"{t.year:04d}-{t.month:02d}" for t in times.values]
+    keys = [month_key(t) for t in times.values]
     position = {k: i for i, k in enumerate(keys)}
     return {
         str(m): position[o]

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ensembles.extract import FileFeatures
-from ensembles.filenames import CesmFile
+from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile
+from ensembles.timeaxis import month_number
 
 GridSignature = tuple[str, int, int]
 """An auxiliary grid file's path, size and mtime."""
@@ -37,15 +38,9 @@ class BlockKey(NamedTuple):
     def of(cls, f: CesmFile) -> BlockKey:
         return cls(str(f.path.parent), f.case, f.model, f.stream)
 
-
-def month_number(label: str) -> int:
-    """``"0001-01"`` -> 12: months since year 0, so that month arithmetic is integer."""
-    return int(label[:4]) * 12 + int(label[5:7]) - 1
-
-
-def month_label(number: int) -> str:
-    year, month = divmod(int(number), 12)
-    return f"{year:04d}-{month + 1:02d}"
+    @property
+    def component(self) -> str:
+        return COMPONENT_OF_MODEL[self.model]
 
 
 @dataclass

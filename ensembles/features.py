@@ -25,14 +25,14 @@ import xarray as xr
 from dask.callbacks import Callback
 
 from ensembles import __version__
-from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature, month_label
+from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.errors import InputFileError
 from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
-from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile, discover, split_case
+from ensembles.filenames import CesmFile, discover, split_case
 from ensembles.grids import read_grid
 from ensembles.registry import Feature, definitions_hash, features, registry
-from ensembles.timeaxis import month_centre
+from ensembles.timeaxis import month_centre, month_label
 
 log = logging.getLogger(__name__)
 
@@ -344,8 +344,8 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
     blocks = sorted(blocks, key=lambda b: b.key)
     problems = _notes(blocks)
     members = sorted({b.key.case for b in blocks})
-    where = {(b.key.case, COMPONENT_OF_MODEL[b.key.model]): b.directory for b in blocks}
-    model_of = {(b.key.case, COMPONENT_OF_MODEL[b.key.model]): b.key.model for b in blocks}
+    where = {(b.key.case, b.key.component): b.directory for b in blocks}
+    model_of = {(b.key.case, b.key.component): b.key.model for b in blocks}
     months_by_component = _months_by_component(blocks)
     series, duplicates = _first_values(blocks)
     cells, sources, partial = _resolve_all(series, model_of)
@@ -408,7 +408,7 @@ def _months_by_component(blocks: Sequence[FeatureBlock]) -> dict[tuple[str, str]
     """Every month each member's files of each component cover."""
     parts: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
     for b in blocks:
-        parts[(b.key.case, COMPONENT_OF_MODEL[b.key.model])].append(b.months.month)
+        parts[(b.key.case, b.key.component)].append(b.months.month)
     return {key: np.unique(np.concatenate(arrays)) for key, arrays in parts.items()}
 
 

@@ -37,6 +37,17 @@ def month_key(date: cftime.datetime) -> str:
     return f"{date.year:04d}-{date.month:02d}"
 
 
+def month_number(key: str) -> int:
+    """``"0001-01"`` -> 12: months since year 0, so that month arithmetic is integer."""
+    return int(key[:4]) * 12 + int(key[5:7]) - 1
+
+
+def month_label(number: int) -> str:
+    """The month key of a :func:`month_number`."""
+    year, month = divmod(int(number), 12)
+    return f"{year:04d}-{month + 1:02d}"
+
+
 def month_centre(key: str, calendar: str = "noleap") -> cftime.datetime:
     """Mid-point of a month, the time coordinate every component is aligned on."""
     year, month = (int(part) for part in key.split("-"))

@@ -11,6 +11,8 @@ import ensembles.cache as cache_module
 from ensembles.blocks import BlockKey, FeatureBlock
 from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.extract import FileFeatures
+from ensembles.features import build_features
+from tests.cesm_files import write_mom6
 
 
 def _features(path: str, value: float) -> FileFeatures:
@@ -110,9 +112,6 @@ def test_a_feature_only_dropped_files_gave_leaves_the_block(files):
 
 
 def test_a_changed_grid_file_invalidates_what_was_reduced_over_it(tmp_path):
-    from ensembles.features import build_features
-    from tests.cesm_files import write_mom6
-
     case = "b.e30.B1850.t232.grid.001"
     hist = tmp_path / "data" / case / "ocn" / "hist"
     hist.mkdir(parents=True)
