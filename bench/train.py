@@ -24,7 +24,8 @@ from detectors.crossval import Fold, fold_inputs, make_folds
 from detectors.explain import explain, kernel_crosscheck
 from detectors.labels import label_freezes
 from detectors.models import get_model, pick_device
-from detectors.precursors import PrecursorSettings, analyse_precursors
+from detectors.precursors.analysis import analyse_precursors
+from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import Standardiser, build_samples, view_features
 from ensembles.synth.ensemble import simulate_ensemble
 from ensembles.synth.table import feature_table
@@ -47,7 +48,7 @@ def main() -> None:
     marks: list[tuple[str, float]] = []
     start = time.perf_counter()
     result = analyse_precursors(table, settings,
-                                progress=lambda m: marks.append((m, time.perf_counter())))
+                                progress=lambda _, m: marks.append((m, time.perf_counter())))
     end = time.perf_counter()
     stamps = [t for _, t in marks] + [end]
     phases = ["(1) CV fits of every model/lead/view + bootstrap skill",

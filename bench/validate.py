@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.precursors import PrecursorSettings, analyse_precursors
-from detectors.results import PrecursorResult
+from detectors.precursors.analysis import analyse_precursors
+from detectors.precursors.results import PrecursorResult
+from detectors.precursors.settings import PrecursorSettings
 from ensembles.synth.ensemble import simulate_ensemble
 from ensembles.synth.scenarios import SCENARIOS
 from ensembles.synth.table import feature_table

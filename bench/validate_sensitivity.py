@@ -30,10 +30,10 @@ from scipy.stats import qmc
 
 from detectors.sensitivity import emulator as emu
 from detectors.sensitivity.analysis import SensitivitySettings, analyse_sensitivity
-from detectors.sensitivity_results import SensitivityResult
+from detectors.sensitivity.results import SensitivityResult
 from ensembles.ppe import find_default_files, load_ppe_inputs
 from ensembles.synth.ensemble import simulate_ppe, synthesize, write_ppe_tables
-from service.sensitivity import SensitivityParams, run_sensitivity
+from service.analyses.sensitivity import SensitivityParams, run_sensitivity
 
 ISHIGAMI_S1 = (0.3139, 0.4424, 0.0)
 ISHIGAMI_ST = (0.5576, 0.4424, 0.2437)

@@ -19,12 +19,12 @@ from joblib import delayed
 from detectors.crossval import Fold, fold_inputs, model_oof, parallel
 from detectors.explain import additivity_error, explain, kernel_crosscheck
 from detectors.models import get_model
-from detectors.results import ExplainerCheck, FeatureRow, ProcessRow
+from detectors.precursors.results import ExplainerCheck, FeatureRow, ProcessRow
 from detectors.samples import SampleSet
 from detectors.skill import group_counts, interval, weighted_roc_auc
 
 if TYPE_CHECKING:
-    from detectors.precursors import PrecursorSettings
+    from detectors.precursors.settings import PrecursorSettings
 
 @dataclass
 class _Shap:

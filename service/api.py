@@ -39,7 +39,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ensembles import __version__
 from ensembles.errors import EsmwatchError
-from service.jobs import UnknownJobType, broker_status, reconcile, submit_job
+from service.broker import broker_status
+from service.job_types import register_all
+from service.jobs import UnknownJobType, reconcile, submit_job
 from service.settings import InvalidParameters, Settings, get_settings, validate_with_settings
 from service.store import (
     JOB_STATES,
@@ -388,6 +390,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     serves, so jobs lost to a crash are picked up again without Celery beat.
     """
     settings = settings or get_settings()
+    register_all()
     app = FastAPI(title="esmwatch", version=__version__, lifespan=_lifespan(settings),
                   description="Submit analyses of CESM ensembles and follow their results.")
     app.state.settings = settings

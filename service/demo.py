@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ensembles.synth.ensemble import synthesize
+from service.job_types import register_all
 from service.jobs import finished_result, submit_job
 from service.report import Section, write_report
 from service.settings import Settings, override_settings, validate_with_settings
@@ -48,6 +49,7 @@ def run_demo(workdir: Path, *, scenario: str, members: int, years: int,
              progress: Progress | None = None) -> DemoOutcome:
     """Run every step, reusing data already written by an earlier demo in ``workdir``."""
     step = progress or (lambda fraction, message: None)
+    register_all()
     settings = demo_settings(workdir)
     data = workdir.absolute() / "data"
     freeze, ppe = data / "freeze", data / "ppe"

@@ -1,9 +1,10 @@
-"""The analysis job types: precursors, consistency, sensitivity and the nightly scan.
+"""Every job type in one place: features, ingest, precursors, consistency, sensitivity, scan.
 
-Each is a parameter model, a result model and a function over the analyses in
-:mod:`service.analyses`, :mod:`service.sensitivity` and :mod:`service.scan`; the job
-lifecycle (claim, lease, atomic results) is :mod:`service.jobs`' business.  Importing this
-module registers them; :mod:`service.jobs` does so on first use.
+Each is a parameter model, a result contract and a function over the analyses in
+:mod:`service.analyses` and the scan in :mod:`service.scan`; the job lifecycle (claim,
+lease, ``result.json`` written once, atomic publication) is :mod:`service.jobs`' business.
+Importing this module registers nothing: the entry points (API, workers, CLI, demo, tests)
+call :func:`register_all`, which is idempotent.
 """
 
 from __future__ import annotations
@@ -15,36 +16,75 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.consistency import ConsistencyResult, ConsistencySettings
-from detectors.precursors import PrecursorSettings
-from detectors.results import PrecursorResult
-from detectors.sensitivity_results import SensitivityResult
+from detectors.consistency.results import ConsistencyResult
+from detectors.consistency.test import ConsistencySettings
+from detectors.contracts import ResultContract
+from detectors.precursors.results import PrecursorResult
+from detectors.precursors.settings import PrecursorSettings
+from detectors.sensitivity.results import SensitivityResult
 from ensembles.errors import ConfigurationError
 from ensembles.features import build_features
 from ensembles.filenames import discover
 from service.alerts import AlertReport, resend_unsent, send_alert
-from service.analyses import (
-    load_features,
-    run_consistency,
-    run_precursors,
-    top_findings,
-)
-from service.jobs import JobContext, JobResult, JobType, register, run_job, submit_job
+from service.analyses.consistency import run_consistency
+from service.analyses.inputs import load_features
+from service.analyses.sensitivity import SensitivityParams, resolve_inputs, run_sensitivity
+from service.jobs import JobContext, JobType, job_types, register, run_job, submit_job
+from service.kinds import TERMINAL_STATES
 from service.model_registry import RISK_MODEL, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
-from service.sensitivity import (
-    SensitivityParams,
-    resolve_inputs,
-    run_sensitivity,
-    summary_lines,
-)
 from service.settings import DataPath
-from service.store import TERMINAL_STATES, Ensemble, Store, get_store
+from service.store import Ensemble, Store, get_store
 
 log = logging.getLogger(__name__)
 INGEST_POLL_S = 1.0
 TOP_PROCESSES = 6  # how many driver processes a registered model carries for alert reports
+
+
+# ---- features --------------------------------------------------------------------------
+
+
+class FeaturesParams(BaseModel):
+    """Build the monthly regional features of every member under some roots."""
+
+    model_config = ConfigDict(extra="forbid")
+    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
+    output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
+                             max_length=200, description="File name of the netCDF artifact.")
+
+
+class FeaturesResult(ResultContract):
+    job: Literal["features"] = "features"
+    output: str
+    n_members: int
+    n_months: int
+    n_features: int
+    members: list[str]
+    features: list[str]
+    files_read: int
+    files_cached: int
+    problems: list[str]
+
+    def summary(self) -> str:
+        return (f"{self.n_members} members x {self.n_months} months x {self.n_features} "
+                f"features, {len(self.problems)} problems")
+
+
+def run_features(params: FeaturesParams, ctx: JobContext) -> FeaturesResult:
+    """Features of the roots, cached per file; unusable files become listed problems."""
+    built = load_features(params.roots, ctx.settings.cache_dir, ctx.progress,
+                          ctx.settings.file_scheduler)
+    dataset = built.dataset
+    problems = [str(problem) for problem in built.problems]
+    ctx.progress(0.9, f"writing {params.output_name}")
+    dataset.to_netcdf(ctx.workdir / params.output_name)
+    return FeaturesResult(
+        **ctx.provenance(params), output=params.output_name,
+        n_members=dataset.sizes["member"], n_months=dataset.sizes.get("time", 0),
+        n_features=len(dataset.data_vars), members=[str(m) for m in dataset["member"].values],
+        features=sorted(str(name) for name in dataset.data_vars), files_read=built.files_read,
+        files_cached=built.files_cached, problems=problems)
 
 
 # ---- precursors ------------------------------------------------------------------------
@@ -60,17 +100,20 @@ class PrecursorsParams(BaseModel):
         True, description="Add the risk model to the registry (the first one is promoted).")
 
 
-class PrecursorsJobResult(JobResult, PrecursorResult):
-    job: Literal["precursors"] = "precursors"
+class PrecursorsJobResult(PrecursorResult):
+    """The precursor result, plus the registry version of the risk model it trained."""
+
     risk_model_version: int | None = None
 
     def summary(self) -> str:
-        top = top_findings(self, 1)
+        top = self.top_drivers(1)
         return (f"{self.n_members} members, {self.n_frozen} froze"
-                + (f"; top driver {top[0].split(':')[0]}" if top else ""))
+                + (f"; top driver {top[0].process}" if top else ""))
 
 
 def run_precursors_job(params: PrecursorsParams, ctx: JobContext) -> PrecursorsJobResult:
+    from service.analyses.precursors import run_precursors  # torch: only in jobs that train
+
     built = load_features(params.roots, ctx.settings.cache_dir, ctx.progress,
                           ctx.settings.file_scheduler)
     result = run_precursors(built.dataset, ctx.workdir, params.settings,
@@ -78,7 +121,7 @@ def run_precursors_job(params: PrecursorsParams, ctx: JobContext) -> PrecursorsJ
     version = None
     if params.register_model and (ctx.workdir / "risk_model").is_dir():
         version = _register_risk(result, ctx).version
-    return PrecursorsJobResult(**ctx.provenance(params), **_body(result),
+    return PrecursorsJobResult(**ctx.stamped(result, params).model_dump(),
                                risk_model_version=version)
 
 
@@ -88,8 +131,9 @@ def _register_risk(result: PrecursorResult, ctx: JobContext) -> Any:
     for row in store.list_models():
         if row.name == RISK_MODEL and row.metrics.get("job_id") == ctx.job_id:
             return row
-    drivers = [p for p in result.processes if p.view == "drivers"][:TOP_PROCESSES]
-    reliability = next((n for n in result.notes if n.startswith("risk model")), "")
+    drivers = result.top_drivers(TOP_PROCESSES)
+    reliability = (result.risk_model.model_dump(mode="json") if result.risk_model is not None
+                   else {})
     return register_model(store, ctx.settings, RISK_MODEL, ctx.workdir / "risk_model", {
         "job_id": ctx.job_id, "ensembles": result.ensembles, "n_members": result.n_members,
         "n_frozen": result.n_frozen, "reliability": reliability,
@@ -98,10 +142,6 @@ def _register_risk(result: PrecursorResult, ctx: JobContext) -> Any:
                           for p in drivers]})
 
 
-register(JobType("precursors", PrecursorsParams, run_precursors_job, queue="gpu",
-                 result=PrecursorsJobResult,
-                 description="Precursors of the Labrador Sea freeze, their processes, and a "
-                             "calibrated risk model."))
 
 
 # ---- consistency -----------------------------------------------------------------------
@@ -116,26 +156,16 @@ class ConsistencyParams(BaseModel):
     settings: ConsistencySettings = Field(default_factory=ConsistencySettings)
 
 
-class ConsistencyJobResult(JobResult, ConsistencyResult):
-    job: Literal["consistency"] = "consistency"
-
-    def summary(self) -> str:
-        return f"{self.verdict}: {self.failing_pcs}/{self.n_pcs} PCs fail"
-
-
-def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> ConsistencyJobResult:
+def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> ConsistencyResult:
     reference = load_features(params.reference, ctx.settings.cache_dir, ctx.progress,
                               ctx.settings.file_scheduler).dataset
     candidate = load_features(params.case, ctx.settings.cache_dir, None,
                               ctx.settings.file_scheduler).dataset
     ctx.progress(0.6, "testing")
     result = run_consistency(reference, candidate, ctx.workdir, params.settings)
-    return ConsistencyJobResult(**ctx.provenance(params), **_body(result))
+    return ctx.stamped(result, params)
 
 
-register(JobType("consistency", ConsistencyParams, run_consistency_job, queue="gpu",
-                 result=ConsistencyJobResult,
-                 description="pyCECT-style consistency test of a candidate ensemble."))
 
 
 # ---- sensitivity -----------------------------------------------------------------------
@@ -152,15 +182,7 @@ class SensitivityJobParams(SensitivityParams):
     crosswalk: DataPath | None = None
 
 
-class SensitivityJobResult(JobResult, SensitivityResult):
-    job: Literal["sensitivity"] = "sensitivity"
-
-    def summary(self) -> str:
-        lines = summary_lines(self)
-        return lines[0] if lines else "sensitivity finished"
-
-
-def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityJobResult:
+def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityResult:
     analysis = SensitivityParams.model_validate(params.model_dump())
     for name, path in resolve_inputs(analysis).items():  # tables found beside the roots too
         if path is not None:
@@ -170,13 +192,9 @@ def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> Sensit
                 raise ConfigurationError(f"{name}: {err}") from None
     result = run_sensitivity(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
                              ctx.settings.file_scheduler)
-    return SensitivityJobResult(**ctx.provenance(params), **_body(result))
+    return ctx.stamped(result, params)
 
 
-register(JobType("sensitivity", SensitivityJobParams, run_sensitivity_job, queue="gpu",
-                 result=SensitivityJobResult,
-                 description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
-                             "verdicts."))
 
 
 # ---- per-member ingestion --------------------------------------------------------------
@@ -190,7 +208,7 @@ class IngestParams(BaseModel):
     case: str = Field(min_length=1, max_length=500, description="The member's case name.")
 
 
-class IngestResult(JobResult):
+class IngestResult(ResultContract):
     job: Literal["ingest"] = "ingest"
     files_read: int
     files_cached: int
@@ -208,8 +226,6 @@ def run_ingest_job(params: IngestParams, ctx: JobContext) -> IngestResult:
                         problems=[str(p) for p in built.problems])
 
 
-register(JobType("ingest", IngestParams, run_ingest_job, queue="io", result=IngestResult,
-                 description="One member's files into the feature cache (fanned out by scans)."))
 
 
 def ingest_members(store: Store, ctx: JobContext, ensembles: list[Ensemble]) -> list[str]:
@@ -253,7 +269,7 @@ class ScanParams(BaseModel):
     send_alerts: bool = Field(True, description="Send new findings to the alert sinks.")
 
 
-class ScanJobResult(JobResult, ScanSummary):
+class ScanJobResult(ResultContract, ScanSummary):
     job: Literal["scan"] = "scan"
     alert: dict[str, Any] | None = Field(None, description="delivery of this scan's alert")
 
@@ -290,13 +306,34 @@ def run_scan_job(params: ScanParams, ctx: JobContext) -> ScanJobResult:
     return ScanJobResult(**ctx.provenance(params), **found.model_dump(), alert=alert)
 
 
-def _body(result: BaseModel) -> dict[str, Any]:
-    """An analysis result's fields without the provenance the job adds itself."""
-    return result.model_dump(exclude={"schema_version", "job", "esmwatch_version"})
+def register_all() -> None:
+    """Register every built-in job type once; entry points call this, imports do not."""
+    if "features" in job_types():
+        return
+    for kind in _builtin():
+        register(kind)
 
 
-# on the analysis queue: it waits for the io queue's ingestion jobs, so it must not hold an
-# io worker while doing so
-register(JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
-                 description="Nightly scan: new files -> features -> risk -> consistency -> "
-                             "alerts."))
+def _builtin() -> list[JobType[Any]]:
+    return [
+        JobType("features", FeaturesParams, run_features, queue="io", result=FeaturesResult,
+                description="Monthly regional features (member x time) of CESM archives."),
+        JobType("ingest", IngestParams, run_ingest_job, queue="io", result=IngestResult,
+                description="One member's files into the feature cache (fanned out by scans)."),
+        JobType("precursors", PrecursorsParams, run_precursors_job, queue="gpu",
+                result=PrecursorsJobResult,
+                description="Precursors of the Labrador Sea freeze, their processes, and a "
+                            "calibrated risk model."),
+        JobType("consistency", ConsistencyParams, run_consistency_job, queue="gpu",
+                result=ConsistencyResult,
+                description="pyCECT-style consistency test of a candidate ensemble."),
+        JobType("sensitivity", SensitivityJobParams, run_sensitivity_job, queue="gpu",
+                result=SensitivityResult,
+                description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
+                            "verdicts."),
+        # on the analysis queue: it waits for the io queue's ingestion jobs, so it must not
+        # hold an io worker while doing so
+        JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
+                description="Nightly scan: new files -> features -> risk -> consistency -> "
+                            "alerts."),
+    ]

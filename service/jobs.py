@@ -30,52 +30,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
-from celery import Celery
-from kombu import Connection, Queue
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from detectors.contracts import ResultContract
 from ensembles import __version__
-from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
-from ensembles.features import build_features
-from service.settings import (
-    QUEUES,
-    DataPath,
-    QueueName,
-    Settings,
-    get_settings,
-    validate_with_settings,
-)
-from service.store import Job, JobState, NotFound, Store, get_store, retry_db, utcnow
+from ensembles.errors import ConfigurationError, EsmwatchError
+from service.kinds import QUEUES, JobState, QueueName
+from service.result_files import RESULT_FILE, write_result
+from service.settings import Settings, get_settings, validate_with_settings
+from service.store import Job, NotFound, Store, get_store, retry_db, utcnow
 
 log = logging.getLogger(__name__)
 
-RUN_TASK = "esmwatch.run_job"
-RESULT_FILE = "result.json"
 TMP_MARK = ".tmp-"  # <job id>.tmp-<attempt>: an attempt still being written, never a result
 
 P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R", bound=ResultContract)
 T = TypeVar("T")
 
 
 class UnknownJobType(ConfigurationError):
     """No job type of that name is registered (HTTP 422)."""
-
-
-class JobResult(BaseModel):
-    """What every ``result.json`` starts with: provenance of the result."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_version: int = Field(default=1, alias="schema")
-    job: str
-    job_id: str
-    esmwatch_version: str
-    params: dict[str, Any]
-
-    def summary(self) -> str:
-        """One line for the job's ``message`` once it succeeded."""
-        return f"{self.job} finished"
 
 
 @dataclass
@@ -98,9 +75,13 @@ class JobContext:
         return self._lease.lost.is_set()
 
     def provenance(self, params: BaseModel) -> dict[str, Any]:
-        """The :class:`JobResult` fields, for ``Result(**ctx.provenance(params), ...)``."""
+        """The header fields a job adds to its analysis's result."""
         return {"job": self.job_type, "job_id": self.job_id, "esmwatch_version": __version__,
                 "params": params.model_dump(mode="json")}
+
+    def stamped(self, result: R, params: BaseModel) -> R:
+        """The analysis result with this job's provenance in its header."""
+        return result.model_copy(update=self.provenance(params))
 
 
 @dataclass(frozen=True)
@@ -114,7 +95,8 @@ class JobType(Generic[P]):
     params
         Pydantic model of the parameters; paths must be :data:`~service.settings.DataPath`.
     run
-        ``run(params, ctx) -> JobResult``; writes artifacts into ``ctx.workdir`` and raises
+        ``run(params, ctx) -> ResultContract``; writes artifacts (not ``result.json``, which
+        the runner writes once) into ``ctx.workdir`` and raises
         :class:`~ensembles.errors.EsmwatchError` for problems a user can fix.
     queue
         ``io`` (reading archives) or ``gpu`` (training); decides which workers run it.
@@ -124,9 +106,9 @@ class JobType(Generic[P]):
 
     name: str
     params: type[P]
-    run: Callable[[P, JobContext], JobResult]
+    run: Callable[[P, JobContext], ResultContract]
     queue: QueueName
-    result: type[JobResult]
+    result: type[ResultContract]
     description: str = ""
 
     def validate(self, params: dict[str, Any] | None, settings: Settings) -> P:
@@ -153,18 +135,12 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def _load_builtin() -> None:
-    """Register the analysis job types (they import this module, so they load lazily)."""
-    import service.job_types  # noqa: F401
-
-
 def job_types() -> dict[str, JobType[Any]]:
-    _load_builtin()
+    """The registered job types (entry points call ``service.job_types.register_all``)."""
     return dict(_REGISTRY)
 
 
 def get_job_type(name: str) -> JobType[Any]:
-    _load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -221,80 +197,18 @@ def dispatch(job_id: str, kind: JobType[Any], settings: Settings, *, wait: bool 
         else:
             _embedded_pool().submit(_run_logged, job_id, settings)
         return
+    from service.broker import RUN_TASK, producer  # Celery only where there is a broker
+
     try:
-        _producer(settings).send_task(RUN_TASK, args=[job_id], task_id=job_id,
+        producer(settings).send_task(RUN_TASK, args=[job_id], task_id=job_id,
                                       queue=settings.queue_name(kind.queue))
     except Exception as err:  # kombu raises several unrelated types for an unreachable broker
         log.warning("job %s stays queued, the broker did not take it (%s); the reconciler "
                     "will dispatch it again", job_id, err)
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings shared by the producer here and the workers' app: JSON only.
-
-    Raises
-    ------
-    ConfigurationError
-        When no broker is configured (embedded mode has no Celery).
-    """
-    if settings.broker_url is None:
-        raise ConfigurationError("no broker configured (set ESMWATCH_BROKER_URL); without one "
-                                 "jobs run inside the API server or CLI process")
-    queues = [settings.queue_name(queue) for queue in QUEUES]
-    return {
-        "broker_url": settings.broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s,
-                                     "socket_connect_timeout": 5},
-        "result_backend": settings.result_backend,
-        "task_ignore_result": settings.result_backend is None,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "event_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
-        "task_queues": [Queue(name) for name in queues],
-        "task_default_queue": queues[0],
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
-                                      "interval_step": 0.5, "interval_max": 1},
-        "timezone": "UTC",
-        "enable_utc": True,
-    }
-
-
-def broker_status(settings: Settings) -> Literal["embedded", "ok", "degraded"]:
-    """Whether the broker answers now (``embedded`` when there is none)."""
-    if settings.broker_url is None:
-        return "embedded"
-    try:
-        with Connection(settings.broker_url, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
-                                         timeout=2)
-    except Exception as err:  # any failure to connect means degraded, whatever its type
-        log.warning("broker %s unreachable: %s", _redact(settings.broker_url), err)
-        return "degraded"
-    return "ok"
-
-
-def _redact(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"
-
-
-_producers: dict[tuple[str, str], Celery] = {}
 _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
-
-
-def _producer(settings: Settings) -> Celery:
-    """A Celery client that only sends (the workers' app lives in ``workers``)."""
-    key = (settings.broker_url or "", settings.queue_prefix)
-    with _lock:
-        if key not in _producers:
-            app = Celery("esmwatch-producer", set_as_current=False)
-            app.conf.update(celery_config(settings))
-            _producers[key] = app
-        return _producers[key]
 
 
 def _embedded_pool() -> ThreadPoolExecutor:
@@ -430,7 +344,7 @@ def _execute(job_type: str, params: dict[str, Any], ctx: JobContext, final: Path
     shutil.rmtree(ctx.workdir, ignore_errors=True)
     ctx.workdir.mkdir(parents=True)
     result = kind.run(validated, ctx)
-    (ctx.workdir / RESULT_FILE).write_text(result.model_dump_json(by_alias=True, indent=2))
+    write_result(ctx.workdir, result)
     try:
         ctx.workdir.rename(final)  # atomic: a result directory is complete or absent
     except OSError:
@@ -517,61 +431,8 @@ def submit_scheduled(job_type: str, settings: Settings | None = None) -> str | N
     return submit_job(job_type, {}, settings=settings, dedupe_key=f"schedule:{job_type}:{stamp}")
 
 
-# ---- job types -------------------------------------------------------------------------
-
-
-class FeaturesParams(BaseModel):
-    """Build the monthly regional features of every member under some roots."""
-
-    model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
-    output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
-                             max_length=200, description="File name of the netCDF artifact.")
-
-
-class FeaturesResult(JobResult):
-    job: Literal["features"] = "features"
-    output: str
-    n_members: int
-    n_months: int
-    n_features: int
-    members: list[str]
-    features: list[str]
-    files_read: int
-    files_cached: int
-    problems: list[str]
-
-    def summary(self) -> str:
-        return (f"{self.n_members} members x {self.n_months} months x {self.n_features} "
-                f"features, {len(self.problems)} problems")
-
-
-def run_features(params: FeaturesParams, ctx: JobContext) -> FeaturesResult:
-    """Features of the roots, cached per file; unusable files become listed problems."""
-    ctx.progress(0.05, f"reading {len(params.roots)} root(s)")
-    built = build_features(params.roots, cache_dir=ctx.settings.cache_dir,
-                           scheduler=ctx.settings.file_scheduler)
-    dataset = built.dataset
-    problems = [str(problem) for problem in built.problems]
-    if not dataset.sizes.get("member"):
-        shown = "; ".join(problems[:5]) or "no CESM history or time-series files found"
-        raise InputFileError(params.roots[0], f"no member has usable monthly files ({shown})")
-    ctx.progress(0.9, f"writing {params.output_name}")
-    dataset.to_netcdf(ctx.workdir / params.output_name)
-    return FeaturesResult(
-        **ctx.provenance(params), output=params.output_name,
-        n_members=dataset.sizes["member"], n_months=dataset.sizes.get("time", 0),
-        n_features=len(dataset.data_vars), members=[str(m) for m in dataset["member"].values],
-        features=sorted(str(name) for name in dataset.data_vars), files_read=built.files_read,
-        files_cached=built.files_cached, problems=problems)
-
-
-register(JobType("features", FeaturesParams, run_features, queue="io", result=FeaturesResult,
-                 description="Monthly regional features (member x time) of CESM archives."))
-
-
 def result_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema of every registered job's result, keyed by job type."""
+    """JSON Schema of every registered job's result, keyed by job type (from its model)."""
     return {name: kind.result.model_json_schema(by_alias=True)
             for name, kind in job_types().items()}
 

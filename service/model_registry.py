@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detectors.risk import RiskModel
 from ensembles.errors import ConfigurationError
 from service.settings import Settings
 from service.store import ModelVersion, Store
+
+if TYPE_CHECKING:
+    from detectors.risk import RiskModel
 
 log = logging.getLogger(__name__)
 
@@ -67,4 +69,6 @@ def load_promoted_risk(store: Store, settings: Settings) -> tuple[ModelVersion, 
     row = store.promoted_model(RISK_MODEL)
     if row is None:
         return None
+    from detectors.risk import RiskModel  # torch only when a model is loaded
+
     return row, RiskModel.load(checked_model_path(settings, row.path))

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from ensembles import __version__
+from service.result_files import write_atomically
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
@@ -105,13 +106,6 @@ def _markdown_section(section: Section) -> str:
     parts += [f"- [{label}]({href})" for label, href in section.links]
     parts += [f"![{f.caption}]({f.filename})" for f in section.figures]
     return "\n\n".join(parts)
-
-
-def write_atomically(target: Path, text: str) -> Path:
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
-    return target
 
 
 def write_report(outdir: Path, title: str, sections: Sequence[Section], *,

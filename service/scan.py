@@ -17,15 +17,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.consistency import ConsistencySettings, consistency_test
+from detectors.consistency.test import ConsistencySettings, consistency_test
 from detectors.labels import LabelRule, label_freezes
-from detectors.risk import RiskModel, before_onset
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
 from ensembles.features import build_features
 from ensembles.filenames import parse_filename
@@ -33,6 +32,9 @@ from ensembles.timeaxis import month_key
 from service.model_registry import load_promoted_risk
 from service.settings import Settings
 from service.store import Ensemble, NotFound, Store
+
+if TYPE_CHECKING:
+    from detectors.risk import RiskModel
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -196,6 +198,8 @@ def _risk(features: xr.Dataset, model: RiskModel | None, onsets: dict[str, str],
     if model is None or not features.sizes.get("member"):
         return None
     try:
+        from detectors.risk import before_onset  # torch only when a model scores
+
         return before_onset(model.score(features), onsets)
     except ConfigurationError as err:
         summary.notes.append(f"{name}: risk not scored: {err}")

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from ensembles.errors import ConfigurationError
+from service.kinds import QueueName
 
 CONFIG_ENV = "ESMWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "esmwatch.toml"
@@ -45,8 +46,6 @@ HARD_LIMIT_GRACE_S = 30  # between the soft time limit (clean failure) and the h
 VISIBILITY_MARGIN_S = 300  # the broker re-delivers only well after the hard kill
 
 Model = TypeVar("Model", bound=BaseModel)
-QueueName = Literal["io", "gpu"]
-QUEUES: tuple[QueueName, ...] = ("io", "gpu")  # io: reading archives; gpu: training
 
 
 class InvalidParameters(ConfigurationError):

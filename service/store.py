@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -55,15 +55,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ensembles.errors import EsmwatchError
+from service.kinds import JOB_STATES, EnsembleKind, JobState
 from service.settings import DataPath, Settings
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JOB_STATES: tuple[str, ...] = get_args(JobState)
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-EnsembleKind = Literal["freeze-database", "pertlim", "ppe-coupled", "ppe-offline", "control",
-                       "candidate"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x65736D77  # "esmw": serialises concurrent upgrades of one database
 T = TypeVar("T")

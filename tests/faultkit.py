@@ -35,8 +35,9 @@ import pytest
 import redis
 
 from service.jobs import TMP_MARK, reconcile
-from service.settings import QUEUES, Settings
-from service.store import TERMINAL_STATES, Job, get_store
+from service.kinds import QUEUES, TERMINAL_STATES
+from service.settings import Settings
+from service.store import Job, get_store
 from tests.cesm_files import write_pop
 from tests.test_jobs import CASE, wait_for
 

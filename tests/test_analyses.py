@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from detectors.precursors import PrecursorSettings
-from detectors.results import PrecursorResult
+from detectors.precursors.results import PrecursorResult
+from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import SampleRule
 from ensembles.synth.ensemble import simulate_ensemble
 from ensembles.synth.table import feature_table
-from service.analyses import run_precursors, top_findings
+from service.analyses.precursors import run_precursors, top_findings
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service import cli_ops
 from service.api import create_app
+from service.cli import ops as cli_ops
 from service.settings import Settings, override_settings
 from service.store import Alert, ModelVersion, Store, get_store
 from tests.test_jobs import local_settings, wait_for, write_archive

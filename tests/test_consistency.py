@@ -7,7 +7,7 @@ from functools import cache
 import pytest
 import xarray as xr
 
-from detectors.consistency import ConsistencySettings, consistency_test
+from detectors.consistency.test import ConsistencySettings, consistency_test
 from ensembles.errors import ConfigurationError
 from ensembles.synth.ensemble import plan_ensemble, simulate_plan
 from ensembles.synth.table import feature_table

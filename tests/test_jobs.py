@@ -20,13 +20,13 @@ import pytest
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from detectors.contracts import ResultContract
 from ensembles.errors import ConfigurationError, InputFileError
 from service import jobs
+from service.analyses import inputs
+from service.job_types import FeaturesResult
 from service.jobs import (
-    QUEUES,
-    FeaturesResult,
     JobContext,
-    JobResult,
     JobType,
     UnknownJobType,
     job_types,
@@ -38,6 +38,7 @@ from service.jobs import (
     submit_scheduled,
     unregister,
 )
+from service.kinds import QUEUES
 from service.settings import InvalidParameters, Settings, get_settings, override_settings
 from service.store import get_store
 from tests.cesm_files import write_pop
@@ -95,20 +96,20 @@ class Recorder:
         self.release.set()
         self.error: Exception | None = None
 
-    def run(self, params: NoParams, ctx: JobContext) -> JobResult:
+    def run(self, params: NoParams, ctx: JobContext) -> ResultContract:
         self.runs += 1
         (ctx.workdir / "partial.txt").write_text("written before the job finished")
         self.started.set()
         assert self.release.wait(30)
         if self.error is not None:
             raise self.error
-        return JobResult(**ctx.provenance(params))
+        return ResultContract(**ctx.provenance(params))
 
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     recorder = Recorder()
-    register(JobType("test-recorder", NoParams, recorder.run, queue="io", result=JobResult))
+    register(JobType("test-recorder", NoParams, recorder.run, queue="io", result=ResultContract))
     yield recorder
     unregister("test-recorder")
 
@@ -181,7 +182,7 @@ def outside(tmp_path: Path) -> Path:
 ])
 def test_paths_outside_the_data_roots_are_rejected_before_anything_happens(
         settings: Settings, archive: Path, outside: Path, make_path, monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "build_features", _must_not_be_called)
+    monkeypatch.setattr(inputs, "build_features", _must_not_be_called)
     with pytest.raises(InvalidParameters, match="outside the data roots"):
         submit_job("features", {"roots": [make_path(archive, outside)]}, settings=settings,
                    wait=True)
@@ -235,10 +236,11 @@ def test_every_registered_job_type_is_well_formed(name: str) -> None:
 
 def test_registry_rejects_duplicates_and_unknown_queues(recorder: Recorder) -> None:
     with pytest.raises(ConfigurationError, match="already registered"):
-        register(JobType("test-recorder", NoParams, recorder.run, queue="io", result=JobResult))
+        register(JobType("test-recorder", NoParams, recorder.run, queue="io",
+                         result=ResultContract))
     with pytest.raises(ConfigurationError, match="queue must be one of"):
         register(JobType("test-bad", NoParams, recorder.run, queue="cpu",  # type: ignore[arg-type]
-                         result=JobResult))
+                         result=ResultContract))
 
 
 # ---- running ----------------------------------------------------------------------------
@@ -376,7 +378,7 @@ def test_unreachable_broker_leaves_the_job_queued(tmp_path: Path, archive: Path,
 def test_scheduled_submission_once_per_slot(settings: Settings, recorder: Recorder,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     assert submit_scheduled("nightly-test", settings) is None  # no such job type: skipped
-    register(JobType("nightly-test", NoParams, recorder.run, queue="io", result=JobResult))
+    register(JobType("nightly-test", NoParams, recorder.run, queue="io", result=ResultContract))
     monkeypatch.setattr(jobs, "utcnow", lambda: datetime(2025, 1, 1, 2, 0, 30, tzinfo=UTC))
     try:
         first = submit_scheduled("nightly-test", settings)

@@ -11,8 +11,9 @@ import xarray as xr
 
 from detectors.crossval import make_folds
 from detectors.labels import label_freezes
-from detectors.precursors import AnalysisError, PrecursorSettings, analyse_precursors
-from detectors.results import PrecursorResult
+from detectors.precursors.analysis import AnalysisError, analyse_precursors
+from detectors.precursors.results import PrecursorResult
+from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import SampleRule, Standardiser, build_samples
 from ensembles.synth.ensemble import simulate_ensemble
 from ensembles.synth.table import feature_table

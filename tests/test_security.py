@@ -35,8 +35,10 @@ from ensembles.errors import ConfigurationError
 from service import api as api_module
 from service import jobs, model_registry
 from service import store as store_module
+from service.analyses import inputs
 from service.api import create_app
-from service.jobs import celery_config, dispatch, get_job_type
+from service.broker import RUN_TASK, celery_config
+from service.jobs import dispatch, get_job_type
 from service.settings import Settings
 from service.store import ApiToken, Store, get_store, hash_token
 from tests import test_api, test_jobs
@@ -171,7 +173,7 @@ def test_paths_out_of_the_data_roots_are_422_and_nothing_is_read(
         settings: Settings, store: Store, auth: dict[str, str], archive: Path, outside: Path,
         make_root, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
-    monkeypatch.setattr(jobs, "build_features", lambda *a, **k: opened.append("read"))
+    monkeypatch.setattr(inputs, "build_features", lambda *a, **k: opened.append("read"))
     root = make_root(archive, outside)
     with TestClient(create_app(settings)) as client:
         job = client.post("/api/v1/jobs", headers=auth,
@@ -251,7 +253,7 @@ def test_messages_on_the_broker_are_json(settings: Settings, tmp_path: Path) -> 
             [raw] = client.lrange(brokered.queue_name("io"), 0, -1)
     message = json.loads(raw)
     assert message["content-type"] == "application/json"
-    assert message["headers"]["id"] == job.id and message["headers"]["task"] == jobs.RUN_TASK
+    assert message["headers"]["id"] == job.id and message["headers"]["task"] == RUN_TASK
     body = message["body"]
     if message["properties"].get("body_encoding") == "base64":
         import base64

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from detectors.sensitivity import emulator as emu
 from detectors.sensitivity.analysis import SensitivitySettings, analyse_sensitivity
 from detectors.sensitivity.effects import oaat_effects, replicate_noise
+from detectors.sensitivity.results import SensitivityResult
 from detectors.sensitivity.targets import parse_target, resolve_target, season_means
-from detectors.sensitivity_results import SensitivityResult
 from ensembles.errors import ConfigurationError
 from ensembles.ppe import load_ppe_inputs, recognise_design
 from ensembles.synth.ensemble import simulate_ppe, synthesize, write_ppe_tables

@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from ensembles.errors import ConfigurationError
 from service import jobs
 from service.api import create_app
-from service.jobs import RUN_TASK, dispatch, get_job_type, job_types, submit_job
+from service.broker import RUN_TASK
+from service.jobs import dispatch, get_job_type, job_types, submit_job
 from service.settings import Settings, override_settings, validate_with_settings
 from service.store import EnsembleSpec, get_store
 from tests.faultkit import celery_worker

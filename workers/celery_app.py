@@ -23,7 +23,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
-from service.jobs import celery_config
+from service.broker import celery_config
 from service.settings import Settings, get_settings
 
 RECONCILE_TASK = "esmwatch.reconcile"

@@ -12,13 +12,15 @@ import uuid
 
 from celery import Task, shared_task
 
-from service.jobs import RUN_TASK, job_types, reconcile, run_job, submit_scheduled
+from service.broker import RUN_TASK
+from service.job_types import register_all
+from service.jobs import reconcile, run_job, submit_scheduled
 from workers.celery_app import RECONCILE_TASK, SCHEDULED_TASK
 
-# Import every job type (torch, scikit-learn, ...) now, in the worker's main process: prefork
-# pool children are forked from it, so the child that replaces a killed one starts warm
-# instead of spending seconds on imports before it can claim the job again.
-job_types()
+# Register (and so import) every job type (torch, scikit-learn, ...) now, in the worker's main
+# process: prefork pool children are forked from it, so the child that replaces a killed one
+# starts warm instead of spending seconds on imports before it can claim the job again.
+register_all()
 
 
 @shared_task(name=RUN_TASK, bind=True)

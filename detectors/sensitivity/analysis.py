@@ -2,7 +2,7 @@
 
 :func:`analyse_sensitivity` takes both setups' feature tables, the PPE inputs read by
 :func:`ensembles.ppe.load_ppe_inputs` and a target, and returns a
-:class:`~detectors.sensitivity_results.SensitivityResult`. It reads no file: the planted truth
+:class:`~detectors.sensitivity.results.SensitivityResult`. It reads no file: the planted truth
 of synthetic ensembles is never seen here.
 
 OAAT designs are analysed member by member (:mod:`.effects`), sampled designs through an
@@ -29,9 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from detectors.sensitivity import effects as oaat
 from detectors.sensitivity import emulator as emu
 from detectors.sensitivity.effects import SetupEffect
-from detectors.sensitivity.targets import TargetSpec, parse_target, resolve_target, responses
-from detectors.sensitivity.verdict import Effect, VerdictSettings, classify, floor, is_present
-from detectors.sensitivity_results import (
+from detectors.sensitivity.results import (
     CvPoint,
     EmulatorFit,
     EmulatorSection,
@@ -45,6 +43,8 @@ from detectors.sensitivity_results import (
     SobolRow,
     TargetRow,
 )
+from detectors.sensitivity.targets import TargetSpec, parse_target, resolve_target, responses
+from detectors.sensitivity.verdict import Effect, VerdictSettings, classify, floor, is_present
 from ensembles.errors import ConfigurationError
 from ensembles.ppe import SETUPS, PpeInputs
 

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.consistency.results import ConsistencyResult, PcRow
 from ensembles.errors import ConfigurationError
 
 
@@ -36,33 +37,6 @@ class ConsistencySettings(BaseModel):
         "of a small ensemble fit its own noise, and a new run's scores on them look extreme")
     false_positive_trials: int = Field(200, ge=10)
     seed: int = 0
-
-
-class PcRow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pc: int
-    explained_variance: float
-    failing_runs: list[str]
-    fails: bool
-
-
-class ConsistencyResult(BaseModel):
-    """The consistency job's result."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_version: int = Field(1, alias="schema")
-    job: str = "consistency"
-    reference: list[str]
-    candidate_runs: list[str]
-    variables: list[str]
-    years: list[int]
-    n_pcs: int
-    settings: dict
-    pcs: list[PcRow]
-    failing_pcs: int
-    verdict: str = Field(description="pass or fail")
-    false_positive_rate: float = Field(description="on held-out reference triples")
-    notes: list[str] = Field(default_factory=list)
 
 
 def annual_means(features: xr.Dataset, years: list[int]) -> xr.DataArray:

@@ -16,27 +16,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from detectors.contracts import CI, ResultContract, Strict
 from detectors.sensitivity.verdict import Verdict
-from ensembles import __version__
 
-CI = tuple[float, float]
 SetupName = Literal["coupled", "offline"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ResolvedFeature(_Strict):
+class ResolvedFeature(Strict):
     feature: str
     component: str
     source_variable: str
     n_members: int
 
 
-class TargetRow(_Strict):
+class TargetRow(Strict):
     variable: str
     component: str
     region: str
@@ -50,7 +45,7 @@ class TargetRow(_Strict):
     resolved: dict[SetupName, ResolvedFeature]
 
 
-class SetupEffectRow(_Strict):
+class SetupEffectRow(Strict):
     effect: float = Field(description="response at the high end minus the low end, target "
                                       "units")
     ci: CI
@@ -63,7 +58,7 @@ class SetupEffectRow(_Strict):
     present: bool = Field(description="the CI excludes zero and |effect| >= the floor")
 
 
-class ParameterRow(_Strict):
+class ParameterRow(Strict):
     parameter: str
     units: str = ""
     default: float | None = None
@@ -76,7 +71,7 @@ class ParameterRow(_Strict):
     ratio: float | None = Field(None, description="coupled / offline effect")
 
 
-class NoiseRow(_Strict):
+class NoiseRow(Strict):
     setup: SetupName
     source: str = Field(description="'replicates', or the fallback when replicates are missing")
     replicates_missing: bool
@@ -86,13 +81,13 @@ class NoiseRow(_Strict):
     replicates: list[str] = Field(default_factory=list)
 
 
-class CvPoint(_Strict):
+class CvPoint(Strict):
     member: str
     actual: float
     predicted: float
 
 
-class EmulatorFit(_Strict):
+class EmulatorFit(Strict):
     setup: SetupName
     model: str
     description: str
@@ -105,7 +100,7 @@ class EmulatorFit(_Strict):
     shap_additivity_error: float | None = None
 
 
-class EmulatorSection(_Strict):
+class EmulatorSection(Strict):
     fits: list[EmulatorFit]
     effect_definition: str
     choice: str
@@ -115,7 +110,7 @@ class EmulatorSection(_Strict):
     sobol: str
 
 
-class SobolRow(_Strict):
+class SobolRow(Strict):
     parameter: str
     setup: SetupName
     s1: float | None
@@ -124,7 +119,7 @@ class SobolRow(_Strict):
     st_ci: CI | None
 
 
-class ShapRow(_Strict):
+class ShapRow(Strict):
     parameter: str
     setup: SetupName
     mean_abs: float = Field(description="mean over members of |SHAP value| (target units)")
@@ -135,7 +130,7 @@ class ShapRow(_Strict):
     parameter_values: list[float]
 
 
-class MemberRow(_Strict):
+class MemberRow(Strict):
     member: str
     setup: SetupName
     role: str = Field(description="default, replicate, the perturbed parameter (OAAT), or "
@@ -144,12 +139,10 @@ class MemberRow(_Strict):
     parameters: dict[str, float]
 
 
-class SensitivityResult(_Strict):
+class SensitivityResult(ResultContract):
     """The sensitivity job's result."""
 
-    schema_version: int = Field(1, alias="schema")
     job: Literal["sensitivity"] = "sensitivity"
-    esmwatch_version: str = __version__
     target: TargetRow
     design: Literal["oaat", "sampled"]
     ensembles: dict[SetupName, list[str]] = Field(description="roots of each setup")
@@ -168,3 +161,15 @@ class SensitivityResult(_Strict):
     shap: list[ShapRow] = Field(default_factory=list)
     members: list[MemberRow]
     notes: list[str] = Field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        """One line per parameter: verdict, then both effects with CIs."""
+        units = self.target.units
+        return [f"{p.parameter}: {p.verdict} (offline {p.offline.effect:+.3g} "
+                f"[{p.offline.ci[0]:+.3g}, {p.offline.ci[1]:+.3g}], coupled "
+                f"{p.coupled.effect:+.3g} [{p.coupled.ci[0]:+.3g}, {p.coupled.ci[1]:+.3g}] "
+                f"{units})" for p in self.parameters]
+
+    def summary(self) -> str:
+        lines = self.summary_lines()
+        return lines[0] if lines else "sensitivity finished"

@@ -1,9 +1,9 @@
-"""The sensitivity job as the CLI (and later the job runner) runs it.
+"""The sensitivity analysis as the CLI and the job runner both run it.
 
 ``run_sensitivity(params, outdir)`` reads both setups through the ensembles layer, the
 parameter tables through :mod:`ensembles.ppe`, runs
-:func:`detectors.sensitivity.analysis.analyse_sensitivity` and writes ``result.json``,
-``report.html`` and its PNG figures into ``outdir``.
+:func:`detectors.sensitivity.analysis.analyse_sensitivity` and writes ``report.html`` and its
+PNG figures into ``outdir`` (``result.json`` is written once by the caller).
 
 Default input files: an option left out is looked for beside the roots (in each root and in
 its parent): ``coupled_params.csv`` near the coupled roots, ``offline_params.csv`` near the
@@ -20,12 +20,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.sensitivity.analysis import SensitivitySettings, analyse_sensitivity
+from detectors.sensitivity.results import SensitivityResult
 from detectors.sensitivity.targets import parse_target
-from detectors.sensitivity_results import SensitivityResult
 from ensembles.ppe import find_default_files, load_ppe_inputs
-from service import sensitivity_figures as figs
-from service.analyses import load_features
-from service.report import Section, Table, write_atomically, write_report
+from service.analyses import sensitivity_figures as figs
+from service.analyses.inputs import load_features
+from service.report import Section, Table, write_report
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -67,7 +67,8 @@ def resolve_inputs(params: SensitivityParams) -> dict[str, Path | None]:
 def run_sensitivity(params: SensitivityParams, outdir: Path, cache_dir: Path | None = None,
                     progress: Progress | None = None, scheduler: str | None = None
                     ) -> SensitivityResult:
-    """Features of both setups -> effects and verdicts -> result.json, report.html, figures."""
+    """Features of both setups -> effects and verdicts -> report.html and figures (the caller
+    writes result.json)."""
     step = progress or (lambda fraction, message: None)
     spec = parse_target(params.target)  # a bad target fails before any file is read
     files = resolve_inputs(params)
@@ -94,19 +95,9 @@ def run_sensitivity(params: SensitivityParams, outdir: Path, cache_dir: Path | N
     result.notes.extend(f"input: {p}" for p in [*coupled.problems, *offline.problems])
     step(0.92, "writing report")
     outdir.mkdir(parents=True, exist_ok=True)
-    write_atomically(outdir / "result.json", result.model_dump_json(by_alias=True, indent=2))
     write_sensitivity_report(result, outdir)
     step(1.0, "done")
     return result
-
-
-def summary_lines(result: SensitivityResult) -> list[str]:
-    """One line per parameter: verdict, then both effects with CIs."""
-    units = result.target.units
-    return [f"{p.parameter}: {p.verdict} (offline {p.offline.effect:+.3g} "
-            f"[{p.offline.ci[0]:+.3g}, {p.offline.ci[1]:+.3g}], coupled {p.coupled.effect:+.3g} "
-            f"[{p.coupled.ci[0]:+.3g}, {p.coupled.ci[1]:+.3g}] {units})"
-            for p in result.parameters]
 
 
 def _ci(ci: tuple[float, float] | None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from detectors.sensitivity_results import SensitivityResult
+from detectors.sensitivity.results import SensitivityResult
 from service.report import Figure, save_figure
 
 SETUP_STYLE = {"offline": ("C0", "offline (land only)"), "coupled": ("C1", "coupled")}

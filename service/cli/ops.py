@@ -1,8 +1,10 @@
 """Operations commands of the ``esmwatch`` CLI: jobs, tokens, ensembles, server, workers.
 
-``service/cli.py`` registers these on its app; they live here so that the science commands
-and the operations commands can change independently.  Like the rest of the CLI, every
-user error is one line on stderr and a non-zero exit.
+:mod:`service.cli` registers these on its app; they live here so that the science commands
+(:mod:`service.cli.science`) and the operations commands can change independently.  Like
+the rest of the CLI, every user error is one line on stderr and a non-zero exit
+(:func:`service.cli.common.user_errors`), and the database and settings stacks are imported
+inside the commands, so ``esmwatch --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from sqlalchemy.exc import OperationalError
 
 from ensembles.errors import EsmwatchError
-from service.settings import QUEUES, get_settings, validate_with_settings
-from service.store import EnsembleKind, EnsembleSpec, JobState, Store, get_store
+from service.cli.common import user_errors as _user_errors
+from service.kinds import QUEUES, EnsembleKind, JobState
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +35,15 @@ model_app = typer.Typer(help="The model registry: versions and which one scans u
                         no_args_is_help=True)
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn esmwatch and database errors into one line and exit code 1."""
-    try:
-        yield
-    except EsmwatchError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-    except OperationalError as err:
-        typer.secho(f"error: database unavailable: {err.orig}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+def get_settings() -> Settings:
+    from service.settings import get_settings as settings  # settings stack only when used
+
+    return settings()
 
 
 def _store() -> Store:
+    from service.store import get_store
+
     return get_store(get_settings())
 
 
@@ -87,7 +85,10 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_app.command("reconcile")
 def jobs_reconcile() -> None:
     """Dispatch again jobs whose message or worker was lost (beat does this with Celery)."""
-    from service.jobs import reconcile  # the job machinery (xarray, Celery) only when needed
+    from service.job_types import register_all  # the job machinery only when needed
+    from service.jobs import reconcile
+
+    register_all()
 
     with _user_errors():
         report = reconcile(get_settings())
@@ -118,11 +119,14 @@ def ensemble_add(
             meta = json.loads(metadata)
         except json.JSONDecodeError as err:
             raise EsmwatchError(f"--metadata is not JSON: {err}") from None
+        from service.settings import validate_with_settings
+        from service.store import EnsembleSpec
+
         settings = get_settings()
         spec = validate_with_settings(EnsembleSpec, {
             "name": name, "kind": kind, "configuration": configuration,
             "roots": [str(r) for r in root], "metadata": meta}, settings, what="ensemble")
-        get_store(settings).add_ensemble(spec)
+        _store().add_ensemble(spec)
     typer.echo(f"registered {kind} ensemble {name} ({len(root)} root(s))")
 
 
@@ -163,8 +167,10 @@ def submit_and_report(job_type: str, params: dict[str, object]) -> dict[str, obj
     With a broker, the job id is printed and None returned: ``esmwatch jobs show ID``
     follows it.
     """
+    from service.job_types import register_all
     from service.jobs import finished_result, submit_job
 
+    register_all()
     settings = get_settings()
     job_id = submit_job(job_type, params, settings=settings, wait=settings.embedded)
     if not settings.embedded:
@@ -243,7 +249,7 @@ def _exec_celery(*args: str) -> NoReturn:
 
     Started as a command rather than imported, so the service layer does not import workers.
     """
-    from service.jobs import celery_config
+    from service.broker import celery_config
 
     with _user_errors():
         celery_config(get_settings())  # a clear error now if no broker is configured

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from detectors.results import PrecursorResult
+from detectors.precursors.results import PrecursorResult
 from service.report import Figure, save_figure
 
 BASELINE_STYLE = {"salinity_level": "k--", "model_year": "k:", "ews_variance": "C7--",

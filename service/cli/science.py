@@ -1,66 +1,30 @@
-"""The ``esmwatch`` command line.
+"""Science commands of the ``esmwatch`` CLI: synth, catalog, features, analyses, schema, demo.
 
-Every command maps esmwatch's own errors to a one-line message and a non-zero exit, so a
-user never sees a traceback for bad input; ``--verbose`` shows the logging detail.
+Each command imports its science stack inside its body (``esmwatch --help`` stays fast),
+reads features through the one path every job uses (:mod:`service.analyses.inputs`, with
+the settings' feature cache by default), and writes ``result.json`` once from the result
+contract (:func:`service.result_files.write_result`).
 """
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ensembles.errors import EsmwatchError
+from service.cli.common import CACHE_HELP, ProgressBar, cache_dir_or_default, user_errors
 
-app = typer.Typer(
-    name="esmwatch",
-    help="Diagnose coupled CESM ensembles: ingest, learn freeze precursors, explain, watch.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-log = logging.getLogger("esmwatch")
-
-from service.cli_ops import (  # noqa: E402
-    beat,
-    ensemble_app,
-    jobs_app,
-    model_app,
-    report,
-    scan,
-    serve,
-    token_app,
-    worker,
-)
-
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(token_app, name="token")
-app.add_typer(ensemble_app, name="ensemble")
-app.add_typer(model_app, name="model")
-app.command()(scan)
-app.command()(report)
-app.command()(serve)
-app.command()(worker)
-app.command()(beat)
+science_app = typer.Typer()
+analyze_app = typer.Typer(help="Run an analysis in-process and write result.json + report.html.",
+                          no_args_is_help=True)
+check_app = typer.Typer(help="Statistical checks of a candidate configuration.",
+                        no_args_is_help=True)
 
 
-@app.callback()
-def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-
-
-def _fail(err: Exception) -> typer.Exit:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
-
-
-@app.command()
+@science_app.command()
 def synth(
     outdir: Annotated[Path, typer.Argument(help="Directory to write the ensemble into.")],
     kind: Annotated[
@@ -89,26 +53,14 @@ def synth(
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from ensembles.synth.ensemble import synthesize
 
-    try:
-        root = synthesize(
-            outdir,
-            kind=kind,
-            scenario=scenario,
-            members=members,
-            years=years,
-            seed=seed,
-            flavour=flavour,
-            size=size,
-            layout=layout,
-            progress=True,
-            design=design,
-        )
-    except EsmwatchError as err:
-        raise _fail(err) from None
+    with user_errors():
+        root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
+                          seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
+                          design=design)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
-@app.command()
+@science_app.command()
 def catalog(
     roots: Annotated[list[Path], typer.Argument(help="Data roots to scan.")],
     output: Annotated[
@@ -119,11 +71,9 @@ def catalog(
     """Write an intake-esm compatible catalog (esmcat JSON + CSV) of CESM files."""
     from ensembles.catalog import build_catalog, write_catalog
 
-    try:
+    with user_errors():
         table, problems = build_catalog(roots)
         path = write_catalog(table, outdir, output)
-    except EsmwatchError as err:
-        raise _fail(err) from None
     for problem in problems:
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     typer.echo(
@@ -132,25 +82,22 @@ def catalog(
     )
 
 
-@app.command("features")
+@science_app.command("features")
 def features_cmd(
     roots: Annotated[list[Path], typer.Argument(help="Data roots to scan.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="netCDF file to write.")] = Path(
         "features.nc"
     ),
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Per-file feature cache directory.")
-    ] = Path(".esmwatch-cache"),
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
     from ensembles.features import build_features
 
-    try:
-        result = build_features(roots, cache_dir=cache_dir, n_workers=workers, progress=True)
+    with user_errors():
+        result = build_features(roots, cache_dir=cache_dir_or_default(cache_dir),
+                                n_workers=workers, progress=True)
         result.dataset.to_netcdf(output)
-    except EsmwatchError as err:
-        raise _fail(err) from None
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
     ds = result.dataset
@@ -161,16 +108,15 @@ def features_cmd(
     )
 
 
-analyze_app = typer.Typer(help="Run an analysis in-process and write result.json + report.html.",
-                          no_args_is_help=True)
-app.add_typer(analyze_app, name="analyze")
-
-
 def _parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @analyze_app.command("precursors")
@@ -184,25 +130,23 @@ def analyze_precursors(
     explain_model: Annotated[str, typer.Option(help="Model whose SHAP values rank processes.")
                              ] = "mlp",
     seed: Annotated[int, typer.Option()] = 0,
-    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
-                         ] = Path(".esmwatch-cache"),
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
 ) -> None:
     """Learn which signals precede a Labrador Sea freeze and which processes drive it."""
-    from detectors.precursors import PrecursorSettings
+    from detectors.precursors.settings import PrecursorSettings
     from detectors.samples import SampleRule
-    from service.analyses import load_features, run_precursors, top_findings
+    from service.analyses.inputs import load_features
+    from service.analyses.precursors import run_precursors, top_findings
+    from service.result_files import write_result
 
-    try:
-        settings = PrecursorSettings(
-            models=tuple(m.strip() for m in models.split(",") if m.strip()),
-            explain_model=explain_model, seed=seed,
-            samples=SampleRule(leads_months=_parse_ints(leads)))
-        with _ProgressBar() as report:
-            built = load_features(roots, cache_dir, report)
+    with user_errors():
+        settings = PrecursorSettings(models=_names(models), explain_model=explain_model,
+                                     seed=seed, samples=SampleRule(leads_months=_parse_ints(leads)))
+        with ProgressBar() as report:
+            built = load_features(roots, cache_dir_or_default(cache_dir), report)
             result = run_precursors(built.dataset, out, settings,
                                     [str(p) for p in built.problems], report)
-    except (EsmwatchError, ValueError) as err:
-        raise _fail(err) from None
+        write_result(out, result)
     typer.echo(f"{result.n_members} members, {result.n_frozen} froze; report: "
                f"{(out / 'report.html').resolve()}")
     for line in top_findings(result):
@@ -233,8 +177,7 @@ def analyze_sensitivity(
                          ] = 200,
     ci_level: Annotated[float, typer.Option(help="Level of every confidence interval.")] = 0.9,
     seed: Annotated[int, typer.Option()] = 0,
-    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
-                         ] = Path(".esmwatch-cache"),
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
 ) -> None:
     """Coupled vs offline effect of each parameter on a target, with CIs and a verdict.
 
@@ -243,70 +186,69 @@ def analyze_sensitivity(
     writes).
     """
     from detectors.sensitivity.analysis import SensitivitySettings
-    from service.sensitivity import SensitivityParams, run_sensitivity, summary_lines
+    from service.analyses.sensitivity import SensitivityParams, run_sensitivity
+    from service.result_files import write_result
 
-    try:
+    with user_errors():
         job = SensitivityParams(
             coupled=coupled, offline=offline, params=params, offline_params=offline_params,
             parameters=parameters, crosswalk=crosswalk, target=target,
             settings=SensitivitySettings(n_bootstrap=bootstrap, ci_level=ci_level, seed=seed))
-        with _ProgressBar() as report:
-            result = run_sensitivity(job, out, cache_dir, report)
-    except (EsmwatchError, ValueError) as err:
-        raise _fail(err) from None
+        with ProgressBar() as report:
+            result = run_sensitivity(job, out, cache_dir_or_default(cache_dir), report)
+        write_result(out, result)
     typer.echo(f"{result.design} design, target {result.target.feature} {result.target.season}"
                f" ({result.target.units}); report: {(out / 'report.html').resolve()}")
-    for line in summary_lines(result):
+    for line in result.summary_lines():
         typer.echo(f"  {line}")
 
 
-class _ProgressBar:
-    """A rich progress bar fed by (fraction, message) callbacks."""
+@check_app.command("consistency")
+def check_consistency(
+    reference: Annotated[Path, typer.Option(help="Root of the reference (pertlim) ensemble.")],
+    case: Annotated[Path, typer.Option(help="Root holding the candidate's runs.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
+    sigma: Annotated[float, typer.Option(help="PC score threshold in ensemble sd.")] = 2.0,
+    min_failing_pcs: Annotated[int, typer.Option(help="Failing PCs that fail the case.")] = 2,
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
+) -> None:
+    """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
+    from detectors.consistency.test import ConsistencySettings
+    from service.analyses.consistency import run_consistency
+    from service.analyses.inputs import load_features
+    from service.result_files import write_result
 
-    def __enter__(self):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  TimeElapsedColumn(), transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task("starting", total=1.0)
-        return self._update
-
-    def _update(self, fraction: float, message: str) -> None:
-        self._progress.update(self._task, completed=fraction, description=message)
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+    with user_errors():
+        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
+        cache = cache_dir_or_default(cache_dir)
+        ref = load_features([reference], cache).dataset
+        cand = load_features([case], cache).dataset
+        result = run_consistency(ref, cand, out, settings)
+        write_result(out, result)
+    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
+               f"false-positive rate {result.false_positive_rate:.1%}; report: "
+               f"{(out / 'report.html').resolve()}")
 
 
-@app.command()
+@science_app.command()
 def schema(
     job: Annotated[str | None, typer.Argument(help="Job type; all when omitted.")] = None,
 ) -> None:
-    """Print the JSON Schema of result.json (per job type)."""
-    import json
+    """Print the JSON Schema of result.json (per job type), generated from its model."""
+    from service.job_types import register_all
+    from service.jobs import result_schemas
 
-    from detectors.consistency import ConsistencyResult
-    from detectors.results import PrecursorResult
-    from detectors.sensitivity_results import SensitivityResult
-
-    schemas = {"precursors": PrecursorResult.model_json_schema(by_alias=True),
-               "consistency": ConsistencyResult.model_json_schema(by_alias=True),
-               "sensitivity": SensitivityResult.model_json_schema(by_alias=True)}
-    try:
-        from service.jobs import result_schemas
-
-        schemas = {**result_schemas(), **schemas}
-    except ImportError:  # pragma: no cover - the service layer is always installed
-        pass
-    if job is not None:
-        if job not in schemas:
-            raise _fail(EsmwatchError(f"unknown job {job!r}; known: {', '.join(sorted(schemas))}"))
-        schemas = {job: schemas[job]}
+    register_all()
+    schemas = result_schemas()
+    with user_errors():
+        if job is not None:
+            if job not in schemas:
+                raise EsmwatchError(f"unknown job {job!r}; known: {', '.join(sorted(schemas))}")
+            schemas = {job: schemas[job]}
     typer.echo(json.dumps(schemas, indent=2))
 
 
-@app.command()
+@science_app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where data, cache and results go.")
                        ] = Path("esmwatch-demo"),
@@ -323,46 +265,12 @@ def demo(
     """
     from service.demo import run_demo
 
-    try:
-        with _ProgressBar() as report:
-            outcome = run_demo(workdir, scenario=scenario, members=members, years=years,
-                               progress=report)
-    except EsmwatchError as err:
-        raise _fail(err) from None
+    with user_errors(), ProgressBar() as report:
+        outcome = run_demo(workdir, scenario=scenario, members=members, years=years,
+                           progress=report)
     typer.echo(f"report: {outcome.report}")
     typer.echo("top findings:")
     for line in outcome.findings:
         typer.echo(f"  {line}")
     typer.echo(f"planted cause (truth.json, never read by the analysis): "
                f"{outcome.truth.get('main_driver')}")
-
-
-check_app = typer.Typer(help="Statistical checks of a candidate configuration.",
-                        no_args_is_help=True)
-app.add_typer(check_app, name="check")
-
-
-@check_app.command("consistency")
-def check_consistency(
-    reference: Annotated[Path, typer.Option(help="Root of the reference (pertlim) ensemble.")],
-    case: Annotated[Path, typer.Option(help="Root holding the candidate's runs.")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
-    sigma: Annotated[float, typer.Option(help="PC score threshold in ensemble sd.")] = 2.0,
-    min_failing_pcs: Annotated[int, typer.Option(help="Failing PCs that fail the case.")] = 2,
-    cache_dir: Annotated[Path | None, typer.Option(help="Per-file feature cache directory.")
-                         ] = Path(".esmwatch-cache"),
-) -> None:
-    """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
-    from detectors.consistency import ConsistencySettings
-    from service.analyses import load_features, run_consistency
-
-    try:
-        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
-        ref = load_features([reference], cache_dir).dataset
-        cand = load_features([case], cache_dir).dataset
-        result = run_consistency(ref, cand, out, settings)
-    except (EsmwatchError, ValueError) as err:
-        raise _fail(err) from None
-    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
-               f"false-positive rate {result.false_positive_rate:.1%}; report: "
-               f"{(out / 'report.html').resolve()}")

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ensembles import __version__
-
-CI = tuple[float, float]
+from detectors.contracts import CI, ResultContract, Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SkillRow(_Strict):
+class SkillRow(Strict):
     view: Literal["full", "drivers"]
     lead_months: int
     model: str
@@ -33,7 +27,7 @@ class SkillRow(_Strict):
     n_positive: int
 
 
-class ProcessRow(_Strict):
+class ProcessRow(Strict):
     view: Literal["full", "drivers"]
     process: str
     role: Literal["state", "driver", "feedback"]
@@ -50,7 +44,7 @@ class ProcessRow(_Strict):
     features: list[str]
 
 
-class FeatureRow(_Strict):
+class FeatureRow(Strict):
     view: Literal["full", "drivers"]
     feature: str
     process: str
@@ -59,7 +53,7 @@ class FeatureRow(_Strict):
     ci: CI
 
 
-class MemberRow(_Strict):
+class MemberRow(Strict):
     member: str
     ensemble: str
     froze: bool
@@ -67,7 +61,17 @@ class MemberRow(_Strict):
     max_risk: float | None = None
 
 
-class ExplainerCheck(_Strict):
+class RiskModelSummary(Strict):
+    """How trustworthy the calibrated risk model is, measured on members it never saw."""
+
+    horizon_months: int = Field(description="target: onset within this many months")
+    expected_calibration_error: float
+    brier_raw: float
+    brier_calibrated: float
+    test_members: list[str] = Field(description="held-out members the numbers come from")
+
+
+class ExplainerCheck(Strict):
     view: Literal["full", "drivers"]
     lead_months: int
     model: str
@@ -77,12 +81,10 @@ class ExplainerCheck(_Strict):
     kernel_n: int | None = None
 
 
-class PrecursorResult(_Strict):
-    """The precursors job's result (DESIGN "Results are contracts")."""
+class PrecursorResult(ResultContract):
+    """The precursors job's result (docs/architecture.md "Contracts")."""
 
-    schema_version: int = Field(1, alias="schema")
     job: Literal["precursors"] = "precursors"
-    esmwatch_version: str = __version__
     ensembles: list[str]
     configurations: list[str]
     n_members: int
@@ -97,6 +99,11 @@ class PrecursorResult(_Strict):
     explainer_checks: list[ExplainerCheck] = Field(default_factory=list)
     budget: dict = Field(default_factory=dict)
     members: list[MemberRow]
+    risk_model: RiskModelSummary | None = Field(
+        None, description="the calibrated risk model trained beside the analysis; null when "
+        "none could be trained (the reason is in notes)")
     notes: list[str] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    def top_drivers(self, n: int = 3) -> list[ProcessRow]:
+        """The n highest-ranked processes of the drivers view: where to look first."""
+        return [p for p in self.processes if p.view == "drivers"][:n]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 from joblib import delayed
-from pydantic import BaseModel, ConfigDict, Field
 
 from detectors import baselines
 from detectors.attribution import ViewLead, aggregate, explain_oof
@@ -31,12 +30,12 @@ from detectors.crossval import (
     n_processes,
     parallel,
 )
-from detectors.labels import LabelRule, Labels, label_freezes
+from detectors.labels import Labels, label_freezes
 from detectors.models import get_model
-from detectors.results import MemberRow, PrecursorResult, SkillRow
+from detectors.precursors.results import MemberRow, PrecursorResult, SkillRow
+from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import (
     VIEW_RULES,
-    SampleRule,
     SampleSet,
     Standardiser,
     build_samples,
@@ -49,40 +48,6 @@ __all__ = ["AnalysisError", "PrecursorSettings", "analyse_precursors"]
 log = logging.getLogger(__name__)
 
 BASELINES = ("salinity_level", "model_year", "ews_variance", "ews_ac1")
-
-
-class PrecursorSettings(BaseModel):
-    """Everything that decides a precursor analysis; echoed into the result."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    models: tuple[str, ...] = ("mlp", "cnn", "logistic", "gbm")
-    explain_model: str = Field(
-        "auto", description="model whose SHAP values rank processes; 'auto' takes the "
-        "summary model (mlp, logistic, gbm) with the best mean ROC AUC in the drivers view, "
-        "so explanations come from the model that predicts best")
-    views: tuple[str, ...] = ("full", "drivers")
-    n_folds: int = Field(5, ge=2)
-    n_boot: int = Field(500, ge=50)
-    alpha: float = Field(
-        0.1, gt=0, lt=1, description="family-wise error rate per view: a process is tested at "
-        "alpha / (number of processes tested), Bonferroni, on the bootstrap replicates")
-    drop_top: int = Field(
-        8, ge=0, description="at most this many processes that beat the shadow null are "
-        "tested by drop-process retraining (highest importance first); in a view with drop "
-        "tests only a tested process can be significant")
-    explain_rows: int = Field(
-        400, ge=20, description="test windows explained per fold (all positives kept)")
-    kernel_samples: int = Field(
-        20, ge=0, le=50, description="rows of the first fold of every (lead, view) that "
-        "KernelExplainer also explains, as a cross-check of the fast explainer (0: off)")
-    drop_views: tuple[str, ...] = Field(
-        ("drivers",), description="views whose significant processes get drop-process tests "
-        "(the full view's symptoms are redundant with each other, so removing one costs "
-        "nothing and the test says nothing)")
-    n_jobs: int | None = Field(None, ge=1, description="processes; None = all cores")
-    seed: int = 0
-    label: LabelRule = Field(default_factory=LabelRule)
-    samples: SampleRule = Field(default_factory=SampleRule)
 
 
 def _configuration(features: xr.Dataset) -> xr.DataArray:
@@ -140,9 +105,13 @@ def analyse_precursors(
     features: xr.Dataset,
     settings: PrecursorSettings | None = None,
     *,
-    progress: Callable[[str], None] | None = None,
+    labels: Labels | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> PrecursorResult:
     """Learn and explain precursors of the freeze in a feature table (member x time).
+
+    ``labels`` are the freeze labels of ``features`` when the caller already has them (the
+    risk model needs the same ones); ``progress(fraction, message)`` is told how far it got.
 
     Raises
     ------
@@ -153,7 +122,7 @@ def analyse_precursors(
     if settings.explain_model != "auto" and get_model(settings.explain_model).input != "summary":
         raise AnalysisError(f"explain_model {settings.explain_model!r} must take window summaries")
     notes: list[str] = []
-    labels = label_freezes(features, settings.label)
+    labels = labels if labels is not None else label_freezes(features, settings.label)
     n_frozen = int(labels.froze.sum())
     if n_frozen < 2:
         raise AnalysisError(
@@ -165,7 +134,8 @@ def analyse_precursors(
     leads = settings.samples.leads_months
     if progress:
         workers = n_processes(settings.n_jobs, leads)
-        progress(f"{len(leads)} leads x {len(settings.views)} views on {workers} process(es)")
+        progress(0.1, f"{len(leads)} leads x {len(settings.views)} views on {workers} "
+                      "process(es)")
     outcomes = parallel(settings.n_jobs, leads)(
         delayed(_analyse_lead)(table, labels, configuration, lead, settings) for lead in leads)
     skill_rows: list[SkillRow] = []
@@ -178,7 +148,7 @@ def analyse_precursors(
         raise AnalysisError("no lead had enough windows to cross-validate: " + "; ".join(notes))
     explain_model = _choose_explain_model(skill_rows, settings)
     if progress:
-        progress(f"explaining {explain_model} (SHAP with shadow processes)")
+        progress(0.5, f"explaining {explain_model} (SHAP with shadow processes)")
     shaps = parallel(settings.n_jobs, states)(
         delayed(explain_oof)(st.samples, st.folds, settings, explain_model) for _, st in states)
     passes: dict[str, list[ViewLead]] = defaultdict(list)
@@ -186,7 +156,7 @@ def analyse_precursors(
         passes[view].append(ViewLead(st.samples, st.folds, shap_pass, st.oof[explain_model],
                                       explain_model))
     if progress:
-        progress("aggregating and drop-process tests")
+        progress(0.7, "aggregating and drop-process tests")
     notes.extend(_beats_salinity(skill_rows))
     processes, feature_rows = [], []
     for view, view_passes in passes.items():

@@ -1,0 +1,17 @@
+"""The service's closed vocabularies: job states, ensemble kinds, queues.
+
+Plain ``Literal`` types with no dependency, so the CLI can offer them as choices (and
+print ``--help``) without importing the database or settings stack.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+EnsembleKind = Literal["freeze-database", "pertlim", "ppe-coupled", "ppe-offline", "control",
+                       "candidate"]
+QueueName = Literal["io", "gpu"]
+QUEUES: tuple[QueueName, ...] = ("io", "gpu")  # io: reading archives; gpu: training
