@@ -26,8 +26,8 @@ from detectors.labels import label_freezes
 from detectors.models import get_model, pick_device
 from detectors.precursors import PrecursorSettings, analyse_precursors
 from detectors.samples import Standardiser, build_samples, view_features
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def synth(
     ] = "oaat",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
-    from ensembles.synth.ensemble import synthesize
+    from synth.ensemble import synthesize
 
     try:
         root = synthesize(

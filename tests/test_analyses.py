@@ -9,9 +9,9 @@ import pytest
 from detectors.precursors import PrecursorSettings
 from detectors.results import PrecursorResult
 from detectors.samples import SampleRule
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
 from service.analyses import run_precursors, top_findings
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ from detectors.labels import label_freezes
 from detectors.precursors import AnalysisError, PrecursorSettings, analyse_precursors
 from detectors.results import PrecursorResult
 from detectors.samples import SampleRule, Standardiser, build_samples
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 @cache

@@ -46,7 +46,7 @@ import numpy as np
 from ensembles.timeaxis import first_run
 
 if TYPE_CHECKING:
-    from ensembles.synth.scenarios import LandParameter, Scenario
+    from synth.scenarios import LandParameter, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -948,7 +948,7 @@ def simulate(scenario: Scenario, params: MemberParameters, n_months: int,
     Parameters
     ----------
     scenario
-        Planted cause and decoys (:mod:`ensembles.synth.scenarios`).
+        Planted cause and decoys (:mod:`synth.scenarios`).
     params
         Member parameters.
     n_months

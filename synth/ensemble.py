@@ -1,9 +1,9 @@
 """Synthetic ensembles on disk, with the truth that produced them.
 
 :func:`synthesize` turns a kind (``freeze-database``, ``pertlim``, ``control``, ``candidate``,
-``ppe``) and a scenario into CESM-named cases written by :mod:`ensembles.synth.writers`, plus
-``truth.json`` beside them. The physics lives in :mod:`ensembles.synth.physics`, the planted
-causes in :mod:`ensembles.synth.scenarios`; this module only decides *who* the members are
+``ppe``) and a scenario into CESM-named cases written by :mod:`synth.writers`, plus
+``truth.json`` beside them. The physics lives in :mod:`synth.physics`, the planted
+causes in :mod:`synth.scenarios`; this module only decides *who* the members are
 (parameters, seeds, names) and where they go.
 
 Layout of ``outdir``::
@@ -36,9 +36,9 @@ from ensembles import __version__
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import split_case
 from ensembles.registry import features as registry_features
-from ensembles.synth import physics
-from ensembles.synth.physics import MemberParameters, Simulation
-from ensembles.synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
+from synth import physics
+from synth.physics import MemberParameters, Simulation
+from synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,8 @@ def _component_features(components: Sequence[str]) -> list[str]:
 # --- writing -----------------------------------------------------------------------------
 def _writer() -> tuple[Callable, Callable]:
     """The grid and file writers, imported late so the physics works without them."""
-    from ensembles.synth.grids import make_grids
-    from ensembles.synth.writers import write_case
+    from synth.grids import make_grids
+    from synth.writers import write_case
 
     return make_grids, write_case
 
@@ -548,7 +548,7 @@ class PpeSimulation:
         """The feature table the readers would give for ``setup`` (no files written)."""
         from types import SimpleNamespace
 
-        from ensembles.synth.table import feature_table
+        from synth.table import feature_table
 
         return feature_table(SimpleNamespace(features=self.features[setup]), self.cases[setup],
                              ensemble=split_case(self.cases[setup][0])[0], start_year=start_year)
@@ -629,7 +629,7 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     kind
         ``freeze-database``, ``pertlim``, ``control``, ``candidate`` or ``ppe``.
     scenario
-        Planted cause (:data:`ensembles.synth.scenarios.SCENARIOS`); ignored for ``ppe``.
+        Planted cause (:data:`synth.scenarios.SCENARIOS`); ignored for ``ppe``.
     members
         Members per ensemble; for an OAAT ``ppe`` the number of default-parameter members
         (the default and its replicates), for a sampled one the number of samples.
@@ -657,7 +657,7 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
         body = _write_ppe(members, years, design, options)
     else:
         body = _write_coupled(kind, get_scenario(scenario), members, years, options)
-    truth = {"schema": 1, "generator": "ensembles.synth", "esmwatch_version": __version__,
+    truth = {"schema": 1, "generator": "synth", "esmwatch_version": __version__,
              "kind": kind, "flavour": flavour, "start_year": START_YEAR, "years": years,
              "seed": seed, **body}
     (outdir / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=False) + "\n")

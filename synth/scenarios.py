@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ensembles.errors import ConfigurationError
 from ensembles.registry import processes
-from ensembles.synth.physics import LAND_TARGETS, PROCESSES
+from synth.physics import LAND_TARGETS, PROCESSES
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ import xarray as xr
 from ensembles.errors import ConfigurationError
 from ensembles.regions import region_mask, regions
 from ensembles.registry import features, registry, variables
-from ensembles.synth.grids import Cells, SynthGrids, smooth_field
+from synth.grids import Cells, SynthGrids, smooth_field
 
 logger = logging.getLogger(__name__)
 
@@ -1281,7 +1281,7 @@ def _global_attrs(case: str, spec: ModelSpec) -> dict[str, str]:
         "case": case,
         "source": spec.source,
         "Conventions": "CF-1.0",
-        "history": "synthetic CESM-like output written by esmwatch (ensembles.synth)",
+        "history": "synthetic CESM-like output written by esmwatch (synth)",
     }
 
 
@@ -1444,7 +1444,7 @@ def write_case(
         ``qrunoff_greenland``...), in canonical units for means and in mSv for integrals.
         NaN months keep the background; names that cannot be placed are logged at debug level.
     grids
-        From :func:`ensembles.synth.grids.make_grids`; its flavour picks the models.
+        From :func:`synth.grids.make_grids`; its flavour picks the models.
     components
         Any of ``ocn``, ``ice``, ``atm``, ``lnd``.
     layout

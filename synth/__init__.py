@@ -1,5 +1,5 @@
 """Synthetic, CESM-faithful history files for tests, demos and benchmarks.
 
-Modules are imported by name (``ensembles.synth.grids``, ``ensembles.synth.writers``...);
+Modules are imported by name (``synth.grids``, ``synth.writers``...);
 this package deliberately imports nothing so that each module stays independent.
 """
