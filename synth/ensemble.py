@@ -36,7 +36,7 @@ from ensembles import __version__
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import split_case
 from ensembles.registry import features as registry_features
-from synth import physics
+from synth import physics, ppe_land
 from synth.physics import MemberParameters, Simulation
 from synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
 
@@ -464,7 +464,7 @@ def _ppe_series(setup: str, design: list[PpeMember], years: int, seed: int
 
     Coupled members are independent control runs (their own weather); offline members share
     one data-atmosphere forcing, so they differ only by the parameters and a small replicate
-    noise. Both get :func:`physics.land_response` to the parameters.
+    noise. Both get :func:`ppe_land.land_response` to the parameters.
     """
     n_months = years * physics.MONTHS
     null = get_scenario("null")
@@ -481,11 +481,11 @@ def _ppe_series(setup: str, design: list[PpeMember], years: int, seed: int
         white = np.stack([g.standard_normal((len(names), n_months))
                           for g in member_generators(seed, "ppe-offline", len(design))], axis=1)
         months = physics.month_of(n_months)
-        series = {name: shared[name] + physics.OFFLINE_REPLICATE_NOISE
+        series = {name: shared[name] + ppe_land.OFFLINE_REPLICATE_NOISE
                   * np.asarray(physics.driver_feature(name)[1].own)[months] * white[k]
                   for k, name in enumerate(names)}
-    responses = physics.land_response(PPE_PARAMETERS, [m.values for m in design], setup,
-                                      n_months)
+    responses = ppe_land.land_response(PPE_PARAMETERS, [m.values for m in design], setup,
+                                       n_months)
     for name, response in responses.items():
         series[name] = series[name] + response
     return series
@@ -587,7 +587,7 @@ def _write_ppe(members: int, years: int, design_name: str, options: WriteOptions
                    "season": "JJA", "units": "W m-2", "feature": "eflx_lh_tot_north_america_ne"},
         "effect_definition": "JJA-mean response at the parameter's max minus at its min",
         "parameters": [p.truth() for p in PPE_PARAMETERS],
-        "offline_replicate_noise": physics.OFFLINE_REPLICATE_NOISE,
+        "offline_replicate_noise": ppe_land.OFFLINE_REPLICATE_NOISE,
         "members": [{"offline": cases["offline"][m.offline_number],
                      "coupled": cases["coupled"][m.coupled_number], "role": m.role,
                      "parameters": m.values} for m in design],

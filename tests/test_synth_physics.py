@@ -17,7 +17,7 @@ import pytest
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import discover, split_case
 from ensembles.registry import features as registry_features
-from synth import ensemble, physics
+from synth import ensemble, physics, ppe_land
 from synth.scenarios import PPE_PARAMETERS, SCENARIOS, Scenario, classify
 
 MEMBERS, YEARS, SEED = 16, 30, 0
@@ -256,7 +256,7 @@ def test_land_response_plants_each_class_exactly() -> None:
         values = [{q.name: q.default for q in PPE_PARAMETERS} for _ in range(2)]
         values[0][p.name], values[1][p.name] = p.low, p.high
         for setup in ("offline", "coupled"):
-            response = physics.land_response(PPE_PARAMETERS, values, setup, n_months)
+            response = ppe_land.land_response(PPE_PARAMETERS, values, setup, n_months)
             jja = response["eflx_lh_tot_north_america_ne"].reshape(2, -1, 12)[:, :, 5:8].mean(
                 axis=(1, 2))
             assert jja[1] - jja[0] == pytest.approx(p.effect(setup)), (p.name, setup)
