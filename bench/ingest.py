@@ -36,7 +36,7 @@ from ensembles.extract import GridPlan
 from ensembles.features import build_features
 from ensembles.filenames import discover
 from ensembles.grids import read_grid
-from ensembles.synth.ensemble import synthesize
+from synth.ensemble import synthesize
 
 
 def _cpu() -> float:

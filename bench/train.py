@@ -27,8 +27,8 @@ from detectors.models import get_model, pick_device
 from detectors.precursors.analysis import analyse_precursors
 from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import Standardiser, build_samples, view_features
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 def main() -> None:

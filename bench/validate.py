@@ -20,9 +20,9 @@ import numpy as np
 from detectors.precursors.analysis import analyse_precursors
 from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.scenarios import SCENARIOS
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.scenarios import SCENARIOS
+from synth.table import feature_table
 
 
 def _row(name: str, seed: int, result: PrecursorResult, seconds: float) -> dict:

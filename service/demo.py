@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ensembles.synth.ensemble import synthesize
 from service.job_types import register_all
 from service.jobs import finished_result, submit_job
 from service.report import Section, write_report
 from service.settings import Settings, override_settings, validate_with_settings
 from service.store import Conflict, EnsembleSpec, get_store
+from synth.ensemble import synthesize
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]

@@ -9,9 +9,9 @@ import pytest
 from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import SampleRule
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
 from service.analyses.precursors import run_precursors, top_findings
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 @pytest.mark.slow

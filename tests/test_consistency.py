@@ -9,8 +9,8 @@ import xarray as xr
 
 from detectors.consistency.test import ConsistencySettings, consistency_test
 from ensembles.errors import ConfigurationError
-from ensembles.synth.ensemble import plan_ensemble, simulate_plan
-from ensembles.synth.table import feature_table
+from synth.ensemble import plan_ensemble, simulate_plan
+from synth.table import feature_table
 
 
 @cache

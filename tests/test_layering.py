@@ -46,6 +46,8 @@ def test_the_tree_keeps_every_import_contract() -> None:
     ("ensembles/timeaxis.py", "import service.settings"),
     ("detectors/skill.py", "import service.report"),
     ("service/report.py", "import workers.tasks"),
+    ("synth/table.py", "import detectors.labels"),
+    ("ensembles/units.py", "import synth.physics"),
 ])
 def test_a_planted_upward_import_breaks_the_contract(tmp_path: Path, module: str,
                                                      upward: str) -> None:

@@ -18,7 +18,7 @@ from ensembles.ppe import (
     read_parameter_table,
     read_parameters,
 )
-from ensembles.synth.ensemble import simulate_ppe, write_ppe_tables
+from synth.ensemble import simulate_ppe, write_ppe_tables
 
 FILES = ("coupled_params.csv", "offline_params.csv", "parameters.csv", "crosswalk.csv")
 

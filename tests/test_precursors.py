@@ -15,8 +15,8 @@ from detectors.precursors.analysis import AnalysisError, analyse_precursors
 from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import SampleRule, Standardiser, build_samples
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 @cache

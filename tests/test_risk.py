@@ -10,8 +10,8 @@ import pytest
 from detectors.labels import label_freezes
 from detectors.risk import RiskModel, RiskSettings, train_risk
 from ensembles.errors import ConfigurationError
-from ensembles.synth.ensemble import simulate_ensemble
-from ensembles.synth.table import feature_table
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
 
 
 @cache

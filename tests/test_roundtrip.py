@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ensembles.features import build_features
-from ensembles.synth.ensemble import simulate_ensemble, synthesize
+from synth.ensemble import simulate_ensemble, synthesize
 
 MIXED_LAYER = {
     "cesm2": {"hmxl_labsea_interior", "xmxl_labsea_interior"},

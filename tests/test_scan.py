@@ -18,12 +18,12 @@ from detectors.labels import label_freezes
 from detectors.risk import RiskSettings, train_risk
 from ensembles.features import build_features
 from ensembles.filenames import discover
-from ensembles.synth.ensemble import simulate_ensemble, synthesize
-from ensembles.synth.table import feature_table
 from service.jobs import RESULT_FILE, submit_job
 from service.model_registry import RISK_MODEL, checked_model_path, register_model
 from service.settings import Settings, validate_with_settings
 from service.store import EnsembleSpec, get_store
+from synth.ensemble import simulate_ensemble, synthesize
+from synth.table import feature_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

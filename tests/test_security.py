@@ -47,7 +47,7 @@ from tests.test_jobs import _symlink, local_settings, wait_for, write_archive
 from workers.celery_app import create_celery
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("ensembles", "detectors", "service", "workers", "bench")
+PACKAGES = ("ensembles", "synth", "detectors", "service", "workers", "bench")
 PICKLE_MAGIC = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
 FUZZ_EXAMPLES = 30  # per operation and generation mode: the whole fuzz stays under ~20 s
 

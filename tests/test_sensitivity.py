@@ -22,9 +22,9 @@ from detectors.sensitivity.results import SensitivityResult
 from detectors.sensitivity.targets import parse_target, resolve_target, season_means
 from ensembles.errors import ConfigurationError
 from ensembles.ppe import load_ppe_inputs, recognise_design
-from ensembles.synth.ensemble import simulate_ppe, synthesize, write_ppe_tables
-from ensembles.synth.scenarios import PPE_PARAMETERS
 from service.cli import app
+from synth.ensemble import simulate_ppe, synthesize, write_ppe_tables
+from synth.scenarios import PPE_PARAMETERS
 
 TARGET = "eflx_lh_tot:north_america_ne:JJA"
 TARGET_FEATURE = "eflx_lh_tot_north_america_ne"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from detectors.sensitivity.verdict import VERDICTS, Effect, VerdictSettings, classify
-from ensembles.synth.scenarios import PPE_PARAMETERS
+from synth.scenarios import PPE_PARAMETERS
 
 SETTINGS = VerdictSettings()
 

@@ -17,8 +17,8 @@ import pytest
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import discover, split_case
 from ensembles.registry import features as registry_features
-from ensembles.synth import ensemble, physics
-from ensembles.synth.scenarios import PPE_PARAMETERS, SCENARIOS, Scenario, classify
+from synth import ensemble, physics, ppe_land
+from synth.scenarios import PPE_PARAMETERS, SCENARIOS, Scenario, classify
 
 MEMBERS, YEARS, SEED = 16, 30, 0
 PLANTED = ("greenland_runoff", "sea_ice_import", "precipitation")
@@ -256,7 +256,7 @@ def test_land_response_plants_each_class_exactly() -> None:
         values = [{q.name: q.default for q in PPE_PARAMETERS} for _ in range(2)]
         values[0][p.name], values[1][p.name] = p.low, p.high
         for setup in ("offline", "coupled"):
-            response = physics.land_response(PPE_PARAMETERS, values, setup, n_months)
+            response = ppe_land.land_response(PPE_PARAMETERS, values, setup, n_months)
             jja = response["eflx_lh_tot_north_america_ne"].reshape(2, -1, 12)[:, :, 5:8].mean(
                 axis=(1, 2))
             assert jja[1] - jja[0] == pytest.approx(p.effect(setup)), (p.name, setup)
@@ -287,7 +287,7 @@ def _cases(root: Path) -> set[str]:
 
 
 def test_synthesize_writes_a_freeze_database_and_its_truth(tmp_path: Path) -> None:
-    pytest.importorskip("ensembles.synth.writers")
+    pytest.importorskip("synth.writers")
     root = ensemble.synthesize(tmp_path / "db", kind="freeze-database", members=3, years=2,
                                size="small")
     again = ensemble.synthesize(tmp_path / "again", kind="freeze-database", members=3, years=2,
@@ -309,7 +309,7 @@ def test_synthesize_writes_a_freeze_database_and_its_truth(tmp_path: Path) -> No
 
 
 def test_synthesize_candidate_writes_reference_beside_it(tmp_path: Path) -> None:
-    pytest.importorskip("ensembles.synth.writers")
+    pytest.importorskip("synth.writers")
     root = ensemble.synthesize(tmp_path / "cand", kind="candidate", members=2, years=1,
                                size="small", flavour="cesm2", layout="tseries")
     truth = json.loads((root / "truth.json").read_text())
@@ -327,7 +327,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_synthesize_writes_matched_ppe_with_shuffled_numbering(tmp_path: Path) -> None:
-    pytest.importorskip("ensembles.synth.writers")
+    pytest.importorskip("synth.writers")
     root = ensemble.synthesize(tmp_path / "ppe", kind="ppe", members=2, years=1, size="small")
     names = [p.name for p in PPE_PARAMETERS]
     tables = {setup: _read_csv(root / f"{setup}_params.csv") for setup in ("coupled", "offline")}

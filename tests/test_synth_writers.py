@@ -20,8 +20,8 @@ import xarray as xr
 
 from ensembles.regions import region_mask, regions
 from ensembles.registry import Feature, features, registry, variables
-from ensembles.synth.grids import EARTH_RADIUS_M, SIZES, make_grids
-from ensembles.synth.writers import write_case
+from synth.grids import EARTH_RADIUS_M, SIZES, make_grids
+from synth.writers import write_case
 
 CASE = "b.e30.BTEST.synth.001"
 MONTHS = 3
@@ -633,7 +633,7 @@ def test_inadmissible_nesting_keeps_the_inner_signal_and_reports(
 ) -> None:
     # no ice in the Labrador Sea but 0.9 in Davis Strait, which shares cells with it
     names = {"aice_labsea": 0.0, "aice_davis_strait": 0.9}
-    with caplog.at_level(logging.INFO, logger="ensembles.synth.writers"):
+    with caplog.at_level(logging.INFO, logger="synth"):
         case_dir = _ocean_only(tmp_path, "cesm2", names, components=["ice"])
     davis = reduce_feature(case_dir, "cesm2", "history", features()["aice_davis_strait"])
     labsea = reduce_feature(case_dir, "cesm2", "history", features()["aice_labsea"])
@@ -650,7 +650,7 @@ def test_unplaceable_signals_are_logged_not_raised(
 ) -> None:
     signals = xr.Dataset({"bogus_signal": ("time", [1.0]), "xmxl_labsea_interior": ("time", [9.0]),
                           "so_upper_labsea": ("time", [34.5])}, coords={"time": [0]})
-    with caplog.at_level(logging.DEBUG, logger="ensembles.synth.writers"):
+    with caplog.at_level(logging.DEBUG, logger="synth"):
         write_case(tmp_path, CASE, signals, make_grids("cesm3", "small"), components=["ocn"])
     assert "bogus_signal" in caplog.text
     assert "xmxl_labsea_interior" in caplog.text

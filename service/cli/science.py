@@ -51,7 +51,7 @@ def synth(
     ] = "oaat",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
-    from ensembles.synth.ensemble import synthesize
+    from synth.ensemble import synthesize
 
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,

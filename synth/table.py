@@ -13,8 +13,8 @@ import numpy as np
 import xarray as xr
 
 from ensembles.registry import features as registry_features
-from ensembles.synth.physics import Simulation
 from ensembles.timeaxis import month_centre
+from synth.physics import Simulation
 
 
 def feature_table(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ensembles.errors import ConfigurationError
 from ensembles.registry import processes
-from ensembles.synth.physics import LAND_TARGETS, PROCESSES
+from synth.physics import PROCESSES
+from synth.ppe_land import LAND_TARGETS
 
 
 @dataclass(frozen=True)

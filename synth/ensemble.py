@@ -1,9 +1,9 @@
 """Synthetic ensembles on disk, with the truth that produced them.
 
 :func:`synthesize` turns a kind (``freeze-database``, ``pertlim``, ``control``, ``candidate``,
-``ppe``) and a scenario into CESM-named cases written by :mod:`ensembles.synth.writers`, plus
-``truth.json`` beside them. The physics lives in :mod:`ensembles.synth.physics`, the planted
-causes in :mod:`ensembles.synth.scenarios`; this module only decides *who* the members are
+``ppe``) and a scenario into CESM-named cases written by :mod:`synth.writers`, plus
+``truth.json`` beside them. The physics lives in :mod:`synth.physics`, the planted
+causes in :mod:`synth.scenarios`; this module only decides *who* the members are
 (parameters, seeds, names) and where they go.
 
 Layout of ``outdir``::
@@ -36,9 +36,9 @@ from ensembles import __version__
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import split_case
 from ensembles.registry import features as registry_features
-from ensembles.synth import physics
-from ensembles.synth.physics import MemberParameters, Simulation
-from ensembles.synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
+from synth import physics, ppe_land
+from synth.physics import MemberParameters, Simulation
+from synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,8 @@ def _component_features(components: Sequence[str]) -> list[str]:
 # --- writing -----------------------------------------------------------------------------
 def _writer() -> tuple[Callable, Callable]:
     """The grid and file writers, imported late so the physics works without them."""
-    from ensembles.synth.grids import make_grids
-    from ensembles.synth.writers import write_case
+    from synth.grids import make_grids
+    from synth.writers import write_case
 
     return make_grids, write_case
 
@@ -464,7 +464,7 @@ def _ppe_series(setup: str, design: list[PpeMember], years: int, seed: int
 
     Coupled members are independent control runs (their own weather); offline members share
     one data-atmosphere forcing, so they differ only by the parameters and a small replicate
-    noise. Both get :func:`physics.land_response` to the parameters.
+    noise. Both get :func:`ppe_land.land_response` to the parameters.
     """
     n_months = years * physics.MONTHS
     null = get_scenario("null")
@@ -481,11 +481,11 @@ def _ppe_series(setup: str, design: list[PpeMember], years: int, seed: int
         white = np.stack([g.standard_normal((len(names), n_months))
                           for g in member_generators(seed, "ppe-offline", len(design))], axis=1)
         months = physics.month_of(n_months)
-        series = {name: shared[name] + physics.OFFLINE_REPLICATE_NOISE
+        series = {name: shared[name] + ppe_land.OFFLINE_REPLICATE_NOISE
                   * np.asarray(physics.driver_feature(name)[1].own)[months] * white[k]
                   for k, name in enumerate(names)}
-    responses = physics.land_response(PPE_PARAMETERS, [m.values for m in design], setup,
-                                      n_months)
+    responses = ppe_land.land_response(PPE_PARAMETERS, [m.values for m in design], setup,
+                                       n_months)
     for name, response in responses.items():
         series[name] = series[name] + response
     return series
@@ -548,7 +548,7 @@ class PpeSimulation:
         """The feature table the readers would give for ``setup`` (no files written)."""
         from types import SimpleNamespace
 
-        from ensembles.synth.table import feature_table
+        from synth.table import feature_table
 
         return feature_table(SimpleNamespace(features=self.features[setup]), self.cases[setup],
                              ensemble=split_case(self.cases[setup][0])[0], start_year=start_year)
@@ -587,7 +587,7 @@ def _write_ppe(members: int, years: int, design_name: str, options: WriteOptions
                    "season": "JJA", "units": "W m-2", "feature": "eflx_lh_tot_north_america_ne"},
         "effect_definition": "JJA-mean response at the parameter's max minus at its min",
         "parameters": [p.truth() for p in PPE_PARAMETERS],
-        "offline_replicate_noise": physics.OFFLINE_REPLICATE_NOISE,
+        "offline_replicate_noise": ppe_land.OFFLINE_REPLICATE_NOISE,
         "members": [{"offline": cases["offline"][m.offline_number],
                      "coupled": cases["coupled"][m.coupled_number], "role": m.role,
                      "parameters": m.values} for m in design],
@@ -629,7 +629,7 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     kind
         ``freeze-database``, ``pertlim``, ``control``, ``candidate`` or ``ppe``.
     scenario
-        Planted cause (:data:`ensembles.synth.scenarios.SCENARIOS`); ignored for ``ppe``.
+        Planted cause (:data:`synth.scenarios.SCENARIOS`); ignored for ``ppe``.
     members
         Members per ensemble; for an OAAT ``ppe`` the number of default-parameter members
         (the default and its replicates), for a sampled one the number of samples.
@@ -657,7 +657,7 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
         body = _write_ppe(members, years, design, options)
     else:
         body = _write_coupled(kind, get_scenario(scenario), members, years, options)
-    truth = {"schema": 1, "generator": "ensembles.synth", "esmwatch_version": __version__,
+    truth = {"schema": 1, "generator": "synth", "esmwatch_version": __version__,
              "kind": kind, "flavour": flavour, "start_year": START_YEAR, "years": years,
              "seed": seed, **body}
     (outdir / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=False) + "\n")

@@ -1,5 +1,0 @@
-"""Synthetic, CESM-faithful history files for tests, demos and benchmarks.
-
-Modules are imported by name (``ensembles.synth.grids``, ``ensembles.synth.writers``...);
-this package deliberately imports nothing so that each module stays independent.
-"""
