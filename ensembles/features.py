@@ -3,8 +3,8 @@
 Files are read in parallel with dask (one task per case and model, up to
 :data:`BATCH_FILES` files, so each grid is read once per task) and each file's result is
 cached; the assembled table is an xarray Dataset with dims ``(member, time)`` whose
-variables carry DESIGN's attrs.  Problems with single files never stop the scan: they are
-collected, each naming its file, and returned.
+variables carry the attrs of docs/design.md "Features".  Problems with single files never
+stop the scan: they are collected, each naming its file, and returned.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def build_features(
     Parameters
     ----------
     roots
-        Data roots following CESM_CONVENTIONS (short-term archive, time series or a run dir).
+        Data roots following docs/cesm-conventions.md (short-term archive, time series or a
+        run dir).
     cache_dir
         Where the feature cache lives; None disables caching.
     scheduler

@@ -1,7 +1,7 @@
 """Perturbed-parameter ensembles: parameter tables, ``parameters.csv``, crosswalks, designs.
 
-These are file contracts (DESIGN "Ensembles and members"), so they live in the data layer and
-every mismatch is an :class:`~ensembles.errors.InputFileError` naming the file:
+These are file contracts (docs/design.md "Ensembles and members"), so they live in the data
+layer and every mismatch is an :class:`~ensembles.errors.InputFileError` naming the file:
 
 - a parameter table ``*.csv`` has a column ``member`` (the case name, or its suffix such as
   ``001``, ``OAAT0004``, ``COUP0003``) and one column per parameter, in its own units;

@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 FREEZE_DB = "demo-freeze-db"
 PPE_REPLICATES, PPE_YEARS = 8, 16  # default-parameter runs per setup; years per run
+# What the demo writes, measured on its own output (packed, deflated time series; small
+# grids): per member-year of the freeze database, the PPE, and cache + database + results.
+MB_PER_MEMBER_YEAR, PPE_MB, SERVICE_MB = 0.97, 101, 25
+
+
+def planned_megabytes(members: int, years: int) -> int:
+    """About how much ``esmwatch demo`` writes, so the user is told before it starts."""
+    return round(members * years * MB_PER_MEMBER_YEAR + PPE_MB + SERVICE_MB)
 
 
 @dataclass
@@ -56,11 +64,11 @@ def run_demo(workdir: Path, *, scenario: str, members: int, years: int,
     if not (freeze / "truth.json").exists():
         step(0.0, f"writing {members} synthetic members x {years} years")
         synthesize(freeze, kind="freeze-database", scenario=scenario, members=members,
-                   years=years, size="small", flavour="cesm3", layout="tseries")
+                   years=years, size="small", flavour="cesm3", layout="tseries", packed=True)
     if not (ppe / "truth.json").exists():
         step(0.25, "writing a coupled and an offline one-at-a-time PPE")
         synthesize(ppe, kind="ppe", design="oaat", members=PPE_REPLICATES, years=PPE_YEARS,
-                   size="small", flavour="cesm3", layout="tseries")
+                   size="small", flavour="cesm3", layout="tseries", packed=True)
     with override_settings(settings):
         _register(settings, FREEZE_DB, "freeze-database", freeze)
         _register(settings, "demo-ppe-coupled", "ppe-coupled", ppe / "coupled")

@@ -51,7 +51,7 @@ PERTLIM_STEP = 1.0e-14  # pertlim of member n is n * PERTLIM_STEP
 
 @dataclass(frozen=True)
 class FlavourNames:
-    """CESM case-name stems of one model generation (CESM_CONVENTIONS.md).
+    """CESM case-name stems of one model generation (docs/cesm-conventions.md).
 
     Attributes
     ----------
@@ -317,6 +317,7 @@ class WriteOptions:
     layout: str
     seed: int
     progress: bool
+    packed: bool = False
 
 
 def _write_members(options: WriteOptions, root: Path, cases: Sequence[str],
@@ -328,7 +329,8 @@ def _write_members(options: WriteOptions, root: Path, cases: Sequence[str],
     for i in _progress(range(len(cases)), options.progress, f"writing {root.name or 'cases'}"):
         signals = signals_dataset(series, i, names)
         write_case(root, cases[i], signals, grids, components=tuple(components),
-                   layout=options.layout, seed=_member_seed(options.seed, stream, i))
+                   layout=options.layout, seed=_member_seed(options.seed, stream, i),
+                   packed=options.packed)
         logger.debug("wrote %s under %s", cases[i], root)
 
 
@@ -619,7 +621,7 @@ def _check(kind: str, members: int, years: int, flavour: str, size: str, layout:
 def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runoff",
                members: int = 8, years: int = 30, seed: int = 0, flavour: str = "cesm3",
                size: str = "default", layout: str = "history", progress: bool = False,
-               design: str = "oaat") -> Path:
+               design: str = "oaat", packed: bool = False) -> Path:
     """Write a synthetic ensemble and its ``truth.json`` under ``outdir``.
 
     Parameters
@@ -643,6 +645,9 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
         Show a tqdm bar per ensemble.
     design
         ``oaat`` or ``sampled`` (``ppe`` only).
+    packed
+        ``tseries`` only: 16-bit packed fields, about half the size (lossy at ~1/65000 of
+        each file's range).
 
     Returns
     -------
@@ -652,7 +657,7 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     _check(kind, members, years, flavour, size, layout, design)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    options = WriteOptions(outdir, flavour, size, layout, seed, progress)
+    options = WriteOptions(outdir, flavour, size, layout, seed, progress, packed)
     if kind == "ppe":
         body = _write_ppe(members, years, design, options)
     else:

@@ -5,7 +5,7 @@ whether each region of ``data/regions.yaml`` has cells: Greenland, Labrador/Queb
 Island, Hudson Bay, Iceland, Europe and Scandinavia are drawn as polygons, and the rest of the
 world only as well as a plausible global mean needs.
 
-The grids mimic what CESM writes, at toy sizes (DESIGN.md, "Synthetic data sizes"):
+The grids mimic what CESM writes, at toy sizes (docs/design.md, "Synthetic data sizes"):
 
 * ocean and sea ice share one global 2-D latitude/longitude grid (POP ``nlat, nlon`` in CESM2,
   MOM6 ``yh, xh`` in CESM3) whose latitude spacing is finer north of 40N and whose longitude
@@ -197,7 +197,7 @@ SIZES: dict[str, GridSizes] = {
         stretch=2.0,
     ),
 }
-"""Grid sizes; ``default`` stays within DESIGN.md's limits, ``small`` is for fast tests."""
+"""Grid sizes; ``default`` stays within docs/design.md's limits, ``small`` is for fast tests."""
 
 _SHELF_M = (250.0, 450.0)
 _SLOPE_M = (1200.0, 1900.0)
@@ -446,7 +446,7 @@ def make_grids(
     flavour
         ``"cesm2"`` (POP, CAM-FV, CLM on lat/lon) or ``"cesm3"`` (MOM6, CAM-SE, CLM lndgrid).
     size
-        ``"default"`` (DESIGN.md limits) or ``"small"`` (fast tests).
+        ``"default"`` (docs/design.md limits) or ``"small"`` (fast tests).
     seed
         Varies the small-scale bathymetry; the geography is fixed.
 

@@ -43,8 +43,9 @@ from tests.test_jobs import CASE, wait_for
 
 WORKER_START_S = 45
 
-# A "long" archive: enough real POP files on a DESIGN-sized grid (100 x 116) that a features
-# job reads for a few seconds, long enough to be killed or cut off in the middle.
+# A "long" archive: enough real POP files on a grid of the size docs/design.md allows
+# (100 x 116) that a features job reads for a few seconds, long enough to be killed or cut
+# off in the middle.
 LONG_MEMBERS = 6
 LONG_MONTHS = 12
 _LONG_LAT_E = np.linspace(45.0, 75.0, 101)

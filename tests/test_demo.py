@@ -21,6 +21,9 @@ def test_demo_runs_every_job_and_recovers_the_planted_causes(tmp_path) -> None:
     result = CliRunner().invoke(app, ["demo", "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output
     assert f"report: {workdir / 'report.html'}" in result.output
+    announced = int(result.output.split("writes about ")[1].split(" MB")[0])
+    written = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file()) / 1e6
+    assert written < 500 and abs(written - announced) < 0.2 * announced, (written, announced)
     settings = demo_settings(workdir)
     store = get_store(settings)
     jobs, _ = store.list_jobs(limit=10)

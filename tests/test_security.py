@@ -1,4 +1,4 @@
-"""Hostile requests and unsafe formats: DESIGN's safety rules, each checked for real.
+"""Hostile requests and unsafe formats: the safety rules of docs/design.md, each checked for real.
 
 - the API survives schema-driven fuzzing (schemathesis) with no server error;
 - oversized bodies are refused with 413 by a real uvicorn server, before they are read;

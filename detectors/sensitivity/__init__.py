@@ -1,4 +1,4 @@
-"""Coupled-versus-offline parameter sensitivity (DESIGN "Science" -> "Coupled vs offline").
+"""Coupled-versus-offline parameter sensitivity (docs/design.md "Science" -> "Coupled vs offline").
 
 Modules: :mod:`.targets` (what is measured), :mod:`.effects` (one-at-a-time designs),
 :mod:`.emulator` (sampled designs: emulator, bootstrap, SHAP, Sobol), :mod:`.verdict` (the

@@ -1,8 +1,8 @@
-"""Result contract of the sensitivity job (DESIGN "Results are contracts").
+"""Result contract of the sensitivity job (docs/architecture.md "Contracts").
 
 ``result.json`` of ``esmwatch analyze sensitivity`` is a :class:`SensitivityResult`; its JSON
 Schema is published by ``esmwatch schema sensitivity`` and every result is validated against
-it in the tests. DESIGN's minimum::
+it in the tests. The minimum of docs/design.md::
 
     {"schema": 1, "job": "sensitivity", "target": {variable, component, region, season, period,
      units}, "design": "oaat"|"sampled", "parameters": [{"parameter", "offline": {"effect",

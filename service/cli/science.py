@@ -49,6 +49,9 @@ def synth(
     design: Annotated[
         str, typer.Option(help="ppe only: oaat (one at a time) or sampled (Latin hypercube).")
     ] = "oaat",
+    packed: Annotated[bool, typer.Option(
+        help="tseries only: 16-bit packed fields (half the size, lossy at ~1/65000 of "
+             "each file's range).")] = False,
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from synth.ensemble import synthesize
@@ -56,7 +59,7 @@ def synth(
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
                           seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
-                          design=design)
+                          design=design, packed=packed)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
@@ -254,7 +257,7 @@ def demo(
                        ] = Path("esmwatch-demo"),
     scenario: Annotated[str, typer.Option(help="Planted cause of the synthetic freezes.")
                         ] = "greenland_runoff",
-    members: Annotated[int, typer.Option(min=6)] = 16,
+    members: Annotated[int, typer.Option(min=6)] = 12,
     years: Annotated[int, typer.Option(min=15)] = 30,
 ) -> None:
     """Synthetic ensembles -> precursors -> sensitivity -> nightly scan -> HTML reports.
@@ -263,8 +266,11 @@ def demo(
     production. The planted cause is in WORKDIR/data/freeze/truth.json, which the analysis
     never reads: compare it with the report.
     """
-    from service.demo import run_demo
+    from service.demo import planned_megabytes, run_demo
 
+    typer.echo(f"esmwatch demo: writes about {planned_megabytes(members, years)} MB under "
+               f"{workdir.absolute()} (synthetic archives, feature cache, job database, "
+               "reports); data already there is reused")
     with user_errors(), ProgressBar() as report:
         outcome = run_demo(workdir, scenario=scenario, members=members, years=years,
                            progress=report)
