@@ -190,13 +190,24 @@ def _command_rerun(root: Path, cache: Path, workers: int) -> tuple[float, float]
     """(f) ``esmwatch features`` on a warm cache in a fresh interpreter: wall and CPU seconds."""
     code = "import sys; from service.cli import app; sys.argv[0] = 'esmwatch'; app()"
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-c", code, "features", str(root), "--cache-dir", str(cache),
-                   "--workers", str(workers), "-o", str(Path(tmp) / "features.nc")]
+        command = [
+            sys.executable,
+            "-c",
+            code,
+            "features",
+            str(root),
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            str(workers),
+            "-o",
+            str(Path(tmp) / "features.nc"),
+        ]
         start, cpu = time.perf_counter(), _cpu()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds, cpu = time.perf_counter() - start, _cpu() - cpu
-    print(f"{'(f) `esmwatch features`, warm, nothing new':<48s} {seconds:9.2f} s  ({cpu:7.2f} s CPU)",
-          flush=True)
+    label = "(f) `esmwatch features`, warm, nothing new"
+    print(f"{label:<48s} {seconds:9.2f} s  ({cpu:7.2f} s CPU)", flush=True)
     return seconds, cpu
 
 
