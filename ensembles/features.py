@@ -192,6 +192,9 @@ def build_features(
     with _frozen_heap():
         outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
+    for outcome in outcomes if listings else ():
+        if outcome.signature:
+            listings.observed(outcome.path, outcome.signature)
     read = {str(f.path): f for f in todo}
     fresh = blocks_of(
         ((read[o.path], o.features, o.signature) for o in outcomes if o.features), grids

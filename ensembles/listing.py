@@ -175,6 +175,7 @@ class Listings:
         self._directories: dict[str, _Directory] = {}
         self._patterns: Sequence[FilePattern] | None = None
         self._parser = ""
+        self._started = _clock()
         self.trusted = 0  # directories whose recorded sizes and mtimes were trusted
         self.checked = 0  # directories whose files were stat-ed again
         self.stats = 0  # files stat-ed
@@ -223,12 +224,26 @@ class Listings:
         linked = stat.S_ISLNK(found.st_mode)
         if linked:
             found = os.stat(path)
-        now = [found.st_size, found.st_mtime_ns]
-        now.append(not linked and _clock() - found.st_mtime_ns >= SETTLE_NS)
-        if now != listed:
-            record.files[name] = now
+        self._record(record, name, found.st_size, found.st_mtime_ns, _clock(), linked)
+        return found.st_size, found.st_mtime_ns
+
+    def observed(self, path: str, signature: tuple[int, int]) -> None:
+        """Record the (size, mtime_ns) a file was just read at, so that the next run need
+        not ``stat`` it; files reached through a link are left to :meth:`signature`."""
+        directory, _, name = path.rpartition(os.sep)
+        record = self._directory(directory)
+        if not record.checked:
+            self._check(record)
+        if not os.path.islink(path):
+            self._record(record, name, *signature, self._started, linked=False)
+
+    @staticmethod
+    def _record(record: _Directory, name: str, size: int, mtime: int, at: int, linked: bool):
+        """A file's size and mtime seen at ``at``: settled if it had been quiet long enough."""
+        entry = [size, mtime, not linked and at - mtime >= SETTLE_NS]
+        if entry != record.files.get(name):
+            record.files[name] = entry
             record.changed = True
-        return now[0], now[1]
 
     def close(self) -> None:
         """Store the records this run changed, with only the names it found."""
