@@ -238,7 +238,9 @@ class Listings:
             self._record(record, name, *signature, self._started, linked=False)
 
     @staticmethod
-    def _record(record: _Directory, name: str, size: int, mtime: int, at: int, linked: bool):
+    def _record(
+        record: _Directory, name: str, size: int, mtime: int, at: int, linked: bool
+    ) -> None:
         """A file's size and mtime seen at ``at``: settled if it had been quiet long enough."""
         entry = [size, mtime, not linked and at - mtime >= SETTLE_NS]
         if entry != record.files.get(name):
@@ -276,12 +278,16 @@ class Listings:
 
     def _check(self, record: _Directory) -> None:
         """Compare the directory with its record; start a new record if it cannot stand."""
-        found = os.stat(record.path)
-        stamp = (found.st_ino, found.st_mtime_ns, found.st_ctime_ns)
+        try:
+            found = os.stat(record.path)
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_ctime_ns)
+        except OSError:  # gone since discovery: nothing in it can be trusted
+            stamp = None
         now = _clock()
         record.checked = True
         record.trusted = (
             not self.verify
+            and stamp is not None
             and record.stamp == stamp
             and record.checked_at - max(stamp[1], stamp[2]) >= RACY_NS
             and now - record.checked_at < MAX_AGE_NS
