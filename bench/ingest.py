@@ -304,7 +304,7 @@ def main() -> None:
         ("`esmwatch features` rerun / full scan", t_cli, c_cli),
     ):
         print(f"{label:<45s} = {seconds / t_full:.3f}, {cpu / c_full:.3f} CPU")
-    print(f"stat calls on *.nc files in the warm rerun: {file_stats} ({n_files} files)")
+    print(f"stat calls on *.nc files in the warm rerun: {file_stats} ({n_files + moved} files)")
     if args.scans_only:
         return
     subset_cases = set(cases[: args.baseline_members])
