@@ -4,8 +4,8 @@ A file's features are reused only while its path, size and modification time are
 unchanged *and* the feature definitions (registry, regions, esmwatch version) hash to the
 same value, so a nightly scan reads only new or changed files (a file's size and mtime may
 come from :mod:`ensembles.listing`'s record of an unchanged directory rather than a ``stat``).
-Failed reads are never stored: a half-written file is read again next time.  One row per block, not per file,
-keeps a rescan's lookups to a few dozen rows however long the runs are.
+Failed reads are never stored: a half-written file is read again next time.  One row per
+block, not per file, keeps a rescan's lookups to a few dozen rows however long the runs are.
 """
 
 from __future__ import annotations
