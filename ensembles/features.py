@@ -31,8 +31,10 @@ from ensembles.errors import InputFileError
 from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
 from ensembles.filenames import CesmFile, discover, split_case
 from ensembles.grids import read_grid
+from ensembles.listing import Listings
 from ensembles.registry import Feature, definitions_hash, features, registry
 from ensembles.timeaxis import month_centre, month_label
+from ensembles.units import unit_registry
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ def build_features(
     n_workers: int | None = None,
     progress: bool = False,
     cases: Collection[str] | None = None,
+    verify: bool = False,
 ) -> FeatureSet:
     """Features of every member found under ``roots``.
 
@@ -166,8 +169,13 @@ def build_features(
         or the address of a ``dask.distributed`` scheduler already set as default.
     cases
         Only these members (case names): one ingestion task per member fills the cache.
+    verify
+        ``stat`` every file, even in directories unchanged since the last scan (whose
+        listings are otherwise reused: :mod:`ensembles.listing` says what that cannot see).
     """
-    files, problems = discover(roots)
+    cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
+    listings = Listings(cache.path, verify=verify) if cache else None
+    files, problems = discover(roots, listings=listings)
     if cases is not None:
         files = [f for f in files if f.case in cases]
         problems = [p for p in problems if _names_a_case(p.path, cases)]
@@ -178,13 +186,15 @@ def build_features(
         groups[BlockKey.of(f)].append(f)
     auxiliary = _auxiliary_grid_files(files)
     grids = {key: _grid_signature(auxiliary.get((key.case, key.model))) for key in groups}
-    cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
-    kept, trimmed = _unchanged_blocks(cache, groups, grids) if cache else ({}, set())
+    kept, trimmed = _unchanged_blocks(cache, listings, groups, grids) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
     todo = [f for f in usable if str(f.path) not in known]
     with _frozen_heap():
         outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
+    for outcome in outcomes if listings else ():
+        if outcome.signature:
+            listings.observed(outcome.path, outcome.signature)
     read = {str(f.path): f for f in todo}
     fresh = blocks_of(
         ((read[o.path], o.features, o.signature) for o in outcomes if o.features), grids
@@ -195,6 +205,7 @@ def build_features(
     if cache:
         cache.store(blocks[key] for key in trimmed | {b.key for b in fresh} if key in blocks)
         cache.close()
+        listings.close()
     dataset, table_problems = assemble(list(blocks.values()))
     problems.extend(table_problems)
     for problem in problems:
@@ -210,6 +221,7 @@ def build_features(
 
 def _unchanged_blocks(
     cache: FeatureCache,
+    listings: Listings,
     groups: dict[BlockKey, list[CesmFile]],
     grids: dict[BlockKey, GridSignature | None],
 ) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
@@ -223,7 +235,7 @@ def _unchanged_blocks(
         if block.grid != grids[key]:
             trimmed.add(key)
             continue
-        keep = unchanged(block, {str(f.path) for f in groups[key]})
+        keep = unchanged(block, {str(f.path) for f in groups[key]}, listings.signature)
         if len(keep) < len(block.paths):
             trimmed.add(key)
             block = block.subset(keep)
@@ -311,6 +323,7 @@ def _run(
 ) -> list[_Outcome]:
     if not todo:
         return []
+    unit_registry()  # built once here, not once in every forked reader
     batches = _batches(todo)
     tasks = [
         dask.delayed(read_batch)(

@@ -93,13 +93,17 @@ def features_cmd(
     ),
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
+    verify: Annotated[bool, typer.Option(
+        help="Check every file's size and mtime, also in directories unchanged since the "
+             "last scan (which are otherwise trusted; a file rewritten in place is only "
+             "seen this way).")] = False,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
     from ensembles.features import build_features
 
     with user_errors():
         result = build_features(roots, cache_dir=cache_dir_or_default(cache_dir),
-                                n_workers=workers, progress=True)
+                                n_workers=workers, progress=True, verify=verify)
         result.dataset.to_netcdf(output)
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
