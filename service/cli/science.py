@@ -215,8 +215,12 @@ def check_consistency(
     reference: Annotated[Path, typer.Option(help="Root of the reference (pertlim) ensemble.")],
     case: Annotated[Path, typer.Option(help="Root holding the candidate's runs.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
-    sigma: Annotated[float, typer.Option(help="PC score threshold in ensemble sd.")] = 2.0,
-    min_failing_pcs: Annotated[int, typer.Option(help="Failing PCs that fail the case.")] = 2,
+    sigma: Annotated[float | None, typer.Option(
+        help="PC score threshold in ensemble sd (default: calibrated to --target-fpr).")] = None,
+    min_failing_pcs: Annotated[int | None, typer.Option(
+        help="Failing PCs that fail the case (default: the most powerful of 1-3).")] = None,
+    target_fpr: Annotated[float, typer.Option(
+        help="False-positive rate on held-out reference triples.")] = 0.005,
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
 ) -> None:
     """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
@@ -226,14 +230,15 @@ def check_consistency(
     from service.result_files import write_result
 
     with user_errors():
-        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
+        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs,
+                                       target_fpr=target_fpr)
         cache = cache_dir_or_default(cache_dir)
         ref = load_features([reference], cache).dataset
         cand = load_features([case], cache).dataset
         result = run_consistency(ref, cand, out, settings)
         write_result(out, result)
-    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
-               f"false-positive rate {result.false_positive_rate:.1%}; report: "
+    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail at sigma "
+               f"{result.sigma:g}, false-positive rate {result.false_positive_rate:.2%}; report: "
                f"{(out / 'report.html').resolve()}")
 
 
