@@ -156,6 +156,22 @@ class _Pca:
         return self.loadings.T / self.score_sd
 
 
+def apply_rule(
+    pca: _Pca, runs: np.ndarray, sigma: float, runs_failing: int, k: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(runs, pcs) failing scores, failing PCs and the case's failure under one rule."""
+    failing = np.abs(pca.scores(runs)) > sigma
+    pc_fails = failing.sum(axis=0) >= runs_failing
+    return failing, pc_fails, int(pc_fails.sum()) >= k
+
+
+def rule_fails(
+    reference: np.ndarray, runs: np.ndarray, n_pcs: int, sigma: float, runs_failing: int, k: int
+) -> bool:
+    """Whether ``runs`` (runs x variables) fail against ``reference`` (members x variables)."""
+    return apply_rule(_Pca(reference, n_pcs), runs, sigma, runs_failing, k)[2]
+
+
 def _critical(abs_scores: np.ndarray, runs_failing: int, k: int) -> np.ndarray:
     """The largest sigma at which the case still fails, per leading index.
 
@@ -360,9 +376,7 @@ def consistency_test(
     n_pcs = max(1, min(len(variables), int(ref_values.shape[0] / settings.members_per_pc)))
     sigma, k, calibration, power = calibrate(ref_values, n_pcs, settings)
     pca = _Pca(ref_values, n_pcs)
-    failing = np.abs(pca.scores(run_values)) > sigma
-    pc_fails = failing.sum(axis=0) >= settings.runs_failing
-    fails = int(pc_fails.sum()) >= k
+    failing, pc_fails, fails = apply_rule(pca, run_values, sigma, settings.runs_failing, k)
     run_names = [str(m) for m in runs_all.member.values]
     notes = [
         f"{len(variables)} variables ({len(dropped)} dropped), {ref_values.shape[0]} "
