@@ -112,6 +112,10 @@ def _member_responses(dataset: xr.Dataset, spec: TargetSpec, members: Sequence[s
         years = series["time"].dt.year
         first = int(years.min())
         series = series.isel(time=np.flatnonzero((years >= first + spinup_years).values))
+        if not series.sizes["time"]:
+            raise ConfigurationError(
+                f"{setup} runs cover {int(years.max()) - first + 1} model year(s); dropping "
+                f"{spinup_years} spin-up years leaves none (set spinup_years lower)")
         notes.append(f"{setup}: model years {first:04d}-{first + spinup_years - 1:04d} "
                      f"dropped as spin-up ({spinup_years} years)")
     response, by_year = responses(series, spec)

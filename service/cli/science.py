@@ -188,7 +188,8 @@ def analyze_sensitivity(
 ) -> None:
     """Coupled vs offline effect of each parameter on a target, with CIs and a verdict.
 
-    Verdicts: consistent, amplified, damped, sign-flip, coupled-only, offline-only, no-effect.
+    Verdicts: consistent, amplified, damped, sign-flip, coupled-only, offline-only, no-effect,
+    inconclusive (the intervals cannot tell the classes apart: more members would).
     Tables not given are looked for beside the roots (the layout `esmwatch synth --kind ppe`
     writes).
     """
