@@ -19,9 +19,9 @@ classes apart the verdict is ``inconclusive``, with the reason.
    point ratio. Inside ``[damped_ratio, amplified_ratio]`` (equivalence shown):
    ``consistent``; above 1 and reaching past ``amplified_ratio`` (a difference shown, and
    not a negligible one): ``amplified``; below 1 and reaching under ``damped_ratio``:
-   ``damped``; containing 1 and reaching past a threshold: ``inconclusive``. The ratio CI is a parametric bootstrap at the effects' own
-   level (each effect drawn from a normal with the sd its CI implies; the setups are
-   independent runs), percentiles of the ratio draws.
+   ``damped``; containing 1 and reaching past a threshold: ``inconclusive``. The ratio CI
+   is a parametric bootstrap at the effects' own level (each effect drawn from a normal with
+   the sd its CI implies; the setups are independent runs), percentiles of the ratio draws.
 """
 
 from __future__ import annotations
