@@ -235,7 +235,7 @@ def test_result_json_is_valid_against_its_published_schema(name, request):
     result = request.getfixturevalue(name)
     document = json.loads(result.model_dump_json(by_alias=True))
     jsonschema.validate(document, SCHEMA)
-    assert document["schema"] == 1 and document["job"] == "sensitivity"
+    assert document["schema"] == 2 and document["job"] == "sensitivity"
     row = document["parameters"][0]
     assert {"parameter", "offline", "coupled", "class"} <= set(row)
     assert {"effect", "ci", "low", "high"} <= set(row["offline"])

@@ -44,7 +44,7 @@ class PowerRow(Strict):
 
 
 class ConsistencyResult(ResultContract):
-    """The consistency job's result."""
+    """The consistency job's result (schema 2: calibrated thresholds, filters, power)."""
 
     schema_version: int = Field(2, alias="schema")
     job: Literal["consistency"] = "consistency"

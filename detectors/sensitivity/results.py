@@ -143,8 +143,10 @@ class MemberRow(Strict):
 
 
 class SensitivityResult(ResultContract):
-    """The sensitivity job's result."""
+    """The sensitivity job's result (schema 2: ``inconclusive``, ratio CIs, absent margin,
+    spin-up)."""
 
+    schema_version: int = Field(2, alias="schema")
     job: Literal["sensitivity"] = "sensitivity"
     target: TargetRow
     design: Literal["oaat", "sampled"]
