@@ -172,7 +172,8 @@ def _fmt(effect: tuple[float, tuple[float, float]]) -> str:
 
 def _markdown(rows: list[dict], ishigami: list[dict], sweep: list[dict],
               args: argparse.Namespace) -> str:
-    command = (f"python bench/validate_sensitivity.py --seeds {' '.join(map(str, args.seeds))}"
+    command = ("nice -n 10 python bench/validate_sensitivity.py"
+               f" --seeds {' '.join(map(str, args.seeds))}"
                f" --oaat-members {args.oaat_members} --oaat-years {args.oaat_years}"
                f" --sampled-members {args.sampled_members} --sampled-years {args.sampled_years}"
                f" --bootstrap {args.bootstrap}" + (" --in-memory" if args.in_memory else "")
@@ -214,7 +215,8 @@ def _markdown(rows: list[dict], ishigami: list[dict], sweep: list[dict],
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        mark = "" if r["truth"] == r["found"] else " ✗"
+        mark = ("" if r["truth"] == r["found"] else " (?)" if r["found"] == "inconclusive"
+                else " ✗")
         lines.append(f"| {r['design']} | {r['seed']} | {r['parameter']} | {r['truth']} | "
                      f"{r['found']}{mark} | {_fmt(r['offline'])} ({r['true_offline']:+g}) | "
                      f"{_fmt(r['coupled'])} ({r['true_coupled']:+g}) |")
@@ -236,7 +238,9 @@ def _markdown(rows: list[dict], ishigami: list[dict], sweep: list[dict],
         "",
         "## Summary",
         "",
-        f"- Parameters recovered: {recovered}/{len(rows)} over {len(runs)} PPEs.",
+        f"- Parameters recovered: {recovered}/{len(rows)} over {len(runs)} PPEs; "
+        f"`inconclusive`: {sum(r['found'] == 'inconclusive' for r in rows)}; wrong class: "
+        f"{sum(r['found'] not in (r['truth'], 'inconclusive') for r in rows)}.",
         "- Per planted class: " + ", ".join(f"{c} {a}/{b}" for c, (a, b) in
                                             per_class.items()) + ".",
         f"- False `sign-flip` verdicts: {len(false_flips)}.",
