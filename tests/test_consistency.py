@@ -151,3 +151,12 @@ def test_too_small_reference_is_a_clear_error() -> None:
     runs = _ensembles()
     with pytest.raises(ConfigurationError, match="at least 20"):
         consistency_test(runs["reference"].isel(member=slice(0, 12)), runs["candidate"])
+
+
+def test_too_many_triples_are_sampled_and_the_result_says_so() -> None:
+    rng = np.random.default_rng(5)
+    ref = _as_dataset(rng.normal(size=(20, 5)), "ref")  # C(20, 3) = 1140 triples
+    cand = _as_dataset(rng.normal(size=(3, 5)), "cand")
+    result = consistency_test(ref, cand, ConsistencySettings(max_triples=200))
+    assert result.calibration.method == "sampled" and result.calibration.n_triples == 200
+    assert result.calibration.failing_triples <= 1  # floor(0.005 x 200) = 1 allowed
