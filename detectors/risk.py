@@ -34,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from detectors.artifacts import load_model, save_model
 from detectors.labels import Labels
 from detectors.models import get_model
+from detectors.precursors.results import RiskCalibration
 from detectors.samples import NO_ONSET, censor_index, onset_index, summarise
 from detectors.skill import group_draws, interval, weighted_brier
 from ensembles import __version__
@@ -64,36 +65,13 @@ class RiskSamples:
     time_index: np.ndarray
 
 
-class Reliability(BaseModel):
-    """Calibration on held-out members, pooled over the repeated member splits."""
+class Reliability(RiskCalibration):
+    """Calibration on held-out members pooled over the repeated member splits, with the
+    reliability diagram's bins."""
 
-    model_config = ConfigDict(extra="forbid")
     bin_mean_predicted: list[float]
     bin_observed: list[float]
     bin_count: list[int]
-    expected_calibration_error: float
-    expected_calibration_error_ci: tuple[float, float] | None = None
-    brier_raw: float
-    brier_calibrated: float
-    brier_calibrated_ci: tuple[float, float] | None = None
-    brier_climatology: float | None = Field(
-        None, description="Brier score of the constant training base rate on the same months")
-    brier_skill_score: float | None = Field(
-        None, description="1 - brier_calibrated / brier_climatology")
-    brier_skill_score_ci: tuple[float, float] | None = Field(
-        None, description="90% member-bootstrap interval of the Brier skill score")
-    beats_climatology: bool | None = Field(
-        None, description="the Brier skill score's interval lies above 0; when false the "
-        "calibrated risk is no better than quoting the base rate")
-    training_base_rate: float | None = Field(
-        None, description="fraction of training months with an onset within the horizon: "
-        "a freeze-enriched database has a higher base rate than a new run, so the risk is "
-        "relative to this rate")
-    n_splits: int = 1
-    n_censored_months: int = Field(
-        0, description="months dropped because their horizon reached the end of an unfrozen "
-        "member's labellable record")
-    test_members: list[str]
 
 
 def _climatology(values: np.ndarray, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

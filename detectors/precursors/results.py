@@ -99,10 +99,13 @@ class MemberRow(Strict):
     max_risk: float | None = None
 
 
-class RiskModelSummary(Strict):
-    """How trustworthy the calibrated risk model is, measured on members it never saw."""
+class RiskCalibration(Strict):
+    """How trustworthy a calibrated risk model is, measured on members it never saw.
 
-    horizon_months: int = Field(description="target: onset within this many months")
+    Judged against climatology (the constant training base rate), pooled over repeated
+    member splits, with member-bootstrap CIs (:mod:`detectors.risk`).
+    """
+
     expected_calibration_error: float
     expected_calibration_error_ci: CI | None = None
     brier_raw: float
@@ -125,6 +128,12 @@ class RiskModelSummary(Strict):
         0, description="months without a target: their horizon reached the end of an unfrozen "
         "member's labellable record")
     test_members: list[str] = Field(description="held-out members the numbers come from")
+
+
+class RiskModelSummary(RiskCalibration):
+    """The risk model trained beside a precursor analysis, as the result reports it."""
+
+    horizon_months: int = Field(description="target: onset within this many months")
 
 
 class ExplainerCheck(Strict):
