@@ -166,6 +166,9 @@ class PrecursorResult(ResultContract):
     members: list[MemberRow]
     permutations: list[PermutationSummary] = Field(default_factory=list)
     censoring: Censoring | None = None
+    risk_model: RiskModelSummary | None = Field(
+        None, description="the calibrated risk model trained beside the analysis; null when "
+        "none could be trained (the reason is in notes)")
     notes: list[str] = Field(default_factory=list)
 
     def top_drivers(self, n: int = 3) -> list[ProcessRow]:
