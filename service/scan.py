@@ -233,7 +233,7 @@ def risk_caveat(model: RiskModel | None) -> str:
     base rate its probabilities are calibrated to (a freeze-enriched database's, higher
     than a new run's)."""
     rel = model.reliability if model is not None else None
-    if rel is None or rel.beats_climatology is None:
+    if rel is None or rel.beats_climatology is None or rel.brier_skill_score is None:
         return ""
     rate = (f"; calibrated to a training base rate of {rel.training_base_rate:.1%}, a new run's "
             "is likely lower" if rel.training_base_rate is not None else "")

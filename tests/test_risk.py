@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from detectors.labels import label_freezes
 from detectors.risk import RiskModel, RiskSettings, _targets, train_risk
 from ensembles.errors import ConfigurationError
+from service.scan import risk_caveat
 from synth.ensemble import simulate_ensemble
 from synth.table import feature_table
 
@@ -41,6 +43,18 @@ def test_risk_from_noise_does_not_beat_climatology() -> None:
     rel = train_risk(drivers, label_freezes(table), RiskSettings(n_splits=3)).reliability
     assert rel.beats_climatology is False, rel.brier_skill_score_ci
     assert rel.brier_climatology is not None and rel.brier_climatology > 0
+
+
+def test_risk_alerts_say_when_the_model_does_not_beat_climatology() -> None:
+    model, _ = _trained()
+    worse = replace(model, reliability=model.reliability.model_copy(
+        update={"beats_climatology": False, "brier_skill_score": -0.2}))
+    better = replace(model, reliability=model.reliability.model_copy(
+        update={"beats_climatology": True, "brier_skill_score": 0.3}))
+    assert "does not beat climatology" in risk_caveat(worse)
+    assert "CAUTION" not in risk_caveat(better) and "+0.30" in risk_caveat(better)
+    assert f"{model.reliability.training_base_rate:.1%}" in risk_caveat(worse)
+    assert risk_caveat(None) == ""
 
 
 def test_risk_targets_stop_where_an_unfrozen_record_stops_being_labellable() -> None:
