@@ -29,8 +29,9 @@ MEMBERS, YEARS = 20, 25
 @cache
 def _table(scenario: str = "null", seed: int = 4) -> xr.Dataset:
     sim = simulate_ensemble("freeze-database", scenario, members=MEMBERS, years=YEARS, seed=seed)
-    return feature_table(sim, [f"b.e30.perm.{i:03d}" for i in range(MEMBERS)],
-                         ensemble="b.e30.perm")
+    return feature_table(
+        sim, [f"b.e30.perm.{i:03d}" for i in range(MEMBERS)], ensemble="b.e30.perm"
+    )
 
 
 def _drivers(table: xr.Dataset, labels: Labels, lead: int = 12):
@@ -58,9 +59,11 @@ def test_donors_permute_members_at_risk_and_never_lend_a_frozen_state() -> None:
         moved += int((lent[risk, e] != risk).sum())
     assert moved > 0
     # persistence: a member keeps its donor while the set at risk does not change
-    same = [(lent[:, e] == lent[:, e + 1])[design.at_risk[:, e] & design.at_risk[:, e + 1]]
-            .mean() for e in range(len(ends) - 1)
-            if (design.at_risk[:, e] == design.at_risk[:, e + 1]).all()]
+    same = [
+        (lent[:, e] == lent[:, e + 1])[design.at_risk[:, e] & design.at_risk[:, e + 1]].mean()
+        for e in range(len(ends) - 1)
+        if (design.at_risk[:, e] == design.at_risk[:, e + 1]).all()
+    ]
     assert same and min(same) == 1.0
 
 
@@ -68,12 +71,16 @@ def test_a_process_carrying_the_outcome_beats_the_null_and_noise_does_not() -> N
     table = _table().copy()
     labels = label_freezes(table)
     # precipitation made a copy of the interior salinity, which does precede the freeze
-    table["pr_labsea"] = table["so_upper_labsea_interior"].copy(
-        data=table["so_upper_labsea_interior"].values).assign_attrs(table["pr_labsea"].attrs)
+    table["pr_labsea"] = (
+        table["so_upper_labsea_interior"]
+        .copy(data=table["so_upper_labsea_interior"].values)
+        .assign_attrs(table["pr_labsea"].attrs)
+    )
     samples, folds = _drivers(table, labels)
     processes = sorted(set(samples.processes))
-    null = permutation_null([build_design(samples, folds, processes)], processes, 59,
-                            strength=0.1, seed=0, n_jobs=1)
+    null = permutation_null(
+        [build_design(samples, folds, processes)], processes, 59, strength=0.1, seed=0, n_jobs=1
+    )
     p = dict(zip(processes, null.p_values(), strict=True))
     assert p["precipitation"] == pytest.approx(1 / 60)
     others = [v for k, v in p.items() if k != "precipitation"]
@@ -91,16 +98,16 @@ def test_stratified_skill_of_a_shared_time_signal_is_chance() -> None:
     rng = np.random.default_rng(1)
     common = rng.standard_normal((samples.sequences.shape[1], table.sizes["time"]))
     win = samples.rule.window_months
-    seq = np.stack([common[:, e - win + 1:e + 1] for e in samples.end_index])
+    seq = np.stack([common[:, e - win + 1 : e + 1] for e in samples.end_index])
     seq = seq + 0.3 * rng.standard_normal(seq.shape)
     shared = replace(samples, sequences=seq.astype(np.float32))
     shared_folds = make_folds(shared, 4, seed=0)
     score = np.full(shared.y.size, np.nan)
     for fold in shared_folds:
         model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=500).fit(
-            fold_inputs(shared, fold, fold.train, "summary"), shared.y[fold.train])
-        score[fold.test] = model.decision_function(fold_inputs(shared, fold, fold.test,
-                                                               "summary"))
+            fold_inputs(shared, fold, fold.train, "summary"), shared.y[fold.train]
+        )
+        score[fold.test] = model.decision_function(fold_inputs(shared, fold, fold.test, "summary"))
     pooled = roc_auc_score(shared.y, score)
     stratified = stratified_auc(shared.y, score, fold_strata(shared, shared_folds))
     assert pooled < 0.4
@@ -110,8 +117,9 @@ def test_stratified_skill_of_a_shared_time_signal_is_chance() -> None:
 def test_censored_windows_are_dropped_not_negatives() -> None:
     table = _table()
     labels = label_freezes(table)
-    member = next(str(m) for m, f in zip(labels.froze.member.values, labels.froze.values,
-                                         strict=True) if f)
+    member = next(
+        str(m) for m, f in zip(labels.froze.member.values, labels.froze.values, strict=True) if f
+    )
     onset_year = int(str(labels.onset.sel(member=member).item())[:4])
     # cut the record after two frozen winters: the member is no longer known to freeze
     cut = table.isel(time=slice(0, (onset_year + 1) * 12))
@@ -134,9 +142,12 @@ def test_a_configuration_without_negatives_is_a_clear_error() -> None:
     config = np.where(np.arange(MEMBERS) == lone, "B1850.dev.frozen", "B1850.dev.other")
     labelled = table.assign_coords(configuration=("member", config))
     with pytest.raises(AnalysisError, match=r"B1850\.dev\.frozen"):
-        analyse_precursors(labelled, PrecursorSettings(models=("logistic",), n_boot=50,
-                                                       n_folds=2,
-                                                       samples=SampleRule(leads_months=(12,))))
+        analyse_precursors(
+            labelled,
+            PrecursorSettings(
+                models=("logistic",), n_boot=50, n_folds=2, samples=SampleRule(leads_months=(12,))
+            ),
+        )
 
 
 def test_configurations_come_from_the_roots_not_the_case_names() -> None:
