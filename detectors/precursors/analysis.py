@@ -218,10 +218,7 @@ def analyse_precursors(
         explainer_checks=[c for vp in passes.values() for p in vp for c in p.shap.checks],
         budget=freshwater_budget(table, labels),
         members=_member_rows(table, labels),
-        permutations=[PermutationSummary(view=v, n_permutations=n.n_permutations,
-                                         model="ridge discriminant (class-balanced)",
-                                         alpha_per_process=settings.alpha / len(n.processes))
-                      for v, n in nulls.items()],
+        permutations=[_permutation_summary(v, n, settings) for v, n in nulls.items()],
         censoring=_censoring(labels, censored),
         notes=notes,
     )
@@ -242,6 +239,20 @@ def _nulls(states: list[tuple[str, _LeadView]], settings: PrecursorSettings
             strength=settings.permutation_ridge, seed=settings.seed, n_jobs=settings.n_jobs)
         for view, designs in by_view.items()
     }
+
+
+def _permutation_summary(view: str, null: PermutationNull, settings: PrecursorSettings
+                         ) -> PermutationSummary:
+    def rounded(values: np.ndarray) -> list[float]:
+        return [round(float(v), 4) for v in values]
+
+    return PermutationSummary(
+        view=view, n_permutations=null.n_permutations,
+        model="ridge discriminant (class-balanced)",
+        alpha_per_process=settings.alpha / len(null.processes),
+        null_roc_auc={str(lead): rounded(null.auc_null[:, i])
+                      for i, lead in enumerate(null.leads)},
+        null_process_auc={p: rounded(null.null[:, i]) for i, p in enumerate(null.processes)})
 
 
 def _chance(rows: list[SkillRow], nulls: dict[str, PermutationNull]) -> None:

@@ -76,6 +76,12 @@ class PermutationSummary(Strict):
     n_permutations: int
     model: str = Field(description="the model refitted on every permutation")
     alpha_per_process: float
+    null_roc_auc: dict[str, list[float]] = Field(
+        default_factory=dict, description="lead (months, as text) -> the whole model's "
+        "stratified ROC AUC on every permutation: the distribution chance_band summarises")
+    null_process_auc: dict[str, list[float]] = Field(
+        default_factory=dict, description="process -> its statistic (test_auc) on every "
+        "permutation: the distribution p_value ranks the data against")
 
 
 class Censoring(Strict):
