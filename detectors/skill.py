@@ -77,8 +77,8 @@ def weighted_roc_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray,
     offset = np.repeat(np.c_[np.zeros((len(neg), 1)), cumulative[:, starts[1:] - 1]],
                        np.diff(np.r_[starts, stratum.size]), axis=1)
     below = cumulative - offset - neg
-    pairs = sum(pos[:, s].sum(axis=1) * neg[:, s].sum(axis=1)
-                for s in (stratum == k for k in np.unique(stratum)))
+    pairs = (np.add.reduceat(pos, starts, axis=1) * np.add.reduceat(neg, starts, axis=1)).sum(
+        axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * (below + 0.5 * neg)).sum(axis=1) / pairs
 
