@@ -26,7 +26,7 @@ def test_run_precursors_writes_a_valid_result_report_and_figures(tmp_path) -> No
     write_result(tmp_path, result)
     document = json.loads((tmp_path / "result.json").read_text())
     PrecursorResult.model_validate(document)
-    assert document["schema"] == 1 and document["job"] == "precursors"
+    assert document["schema"] == 2 and document["job"] == "precursors"
     assert any(n.startswith("input: some/file.nc") for n in document["notes"])
     assert all(m["max_risk"] is not None for m in document["members"])
     risk = document["risk_model"]

@@ -155,6 +155,7 @@ class ExplainerCheck(Strict):
 class PrecursorResult(ResultContract):
     """The precursors job's result (docs/architecture.md "Contracts")."""
 
+    schema_version: int = Field(2, alias="schema")  # 2: permutation null, chance bands
     job: Literal["precursors"] = "precursors"
     ensembles: list[str]
     configurations: list[str]
