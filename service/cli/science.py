@@ -52,6 +52,9 @@ def synth(
     packed: Annotated[bool, typer.Option(
         help="tseries only: 16-bit packed fields (half the size, lossy at ~1/65000 of "
              "each file's range).")] = False,
+    parameters: Annotated[str, typer.Option(
+        help="freeze-database only: 'freeze' writes params.csv + parameters.csv whose values "
+             "decide the freezes, 'null' one where no parameter matters.")] = "none",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from synth.ensemble import synthesize
@@ -59,7 +62,7 @@ def synth(
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
                           seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
-                          design=design, packed=packed)
+                          design=design, packed=packed, parameters=parameters)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
