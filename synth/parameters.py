@@ -32,11 +32,11 @@ DESIGNS = ("none", "freeze", "null")
 MAIN = "albedo_snow"
 INTERACTING = "vmix_background"
 NUISANCE = ("atm_dcs", "ice_r_snw", "lnd_fff")
-MAIN_SLOPE = 5.0
+MAIN_SLOPE = 6.0
 """Logit change from the top to the bottom of the albedo range (main effect)."""
-INTERACTION = 16.0
+INTERACTION = 20.0
 """Logit coefficient of ``(0.5 - u_albedo) * (u_vmix - 0.5)``: zero mean over either one."""
-LATEST_FREEZE_MARGIN = 5
+LATEST_FREEZE_MARGIN = 10
 """Crossings of freezing members end this many years before the end of the run, so that
 the three consecutive frozen winters of the label fit inside it."""
 
@@ -61,8 +61,9 @@ class TableParameter:
 
 PARAMETERS: tuple[TableParameter, ...] = (
     TableParameter(MAIN, 0.78, 0.70, 0.90, "1", "fresh snow albedo over the ice sheet"),
-    TableParameter(INTERACTING, 0.5e-5, 0.1e-5, 1.0e-5, "m2 s-1",
-                   "ocean background vertical diffusivity"),
+    TableParameter(
+        INTERACTING, 0.5e-5, 0.1e-5, 1.0e-5, "m2 s-1", "ocean background vertical diffusivity"
+    ),
     TableParameter("atm_dcs", 600.0, 300.0, 900.0, "um", "autoconversion size threshold"),
     TableParameter("ice_r_snw", 1.25, 0.0, 2.0, "1", "snow grain radius tuning"),
     TableParameter("lnd_fff", 2.5, 0.5, 5.0, "m-1", "surface runoff decay factor"),
@@ -106,21 +107,24 @@ class ParameterDraw:
         return {p.name: p.value(self.u[:, j]) for j, p in enumerate(PARAMETERS)}
 
 
-def draw(design: str, members: int, rng: np.random.Generator,
-         fixed: np.ndarray | None = None) -> ParameterDraw:
+def draw(
+    design: str, members: int, rng: np.random.Generator, fixed: np.ndarray | None = None
+) -> ParameterDraw:
     """Latin-hypercube parameters (or all members at ``fixed``) and Bernoulli fates."""
     if fixed is None:
         edges = np.arange(members)
-        u = np.stack([rng.permutation((edges + rng.random(members)) / members)
-                      for _ in PARAMETERS], axis=1)
+        u = np.stack(
+            [rng.permutation((edges + rng.random(members)) / members) for _ in PARAMETERS], axis=1
+        )
     else:
         u = np.repeat(np.asarray(fixed, float)[None, :], members, axis=0)
     froze = rng.random(members) < freeze_probability(u, design)
     return ParameterDraw(u, froze)
 
 
-def crossing_years(froze: np.ndarray, years: int, earliest: float, rng: np.random.Generator
-                   ) -> np.ndarray:
+def crossing_years(
+    froze: np.ndarray, years: int, earliest: float, rng: np.random.Generator
+) -> np.ndarray:
     """When each member's ramp reaches its critical forcing: inside the run iff it freezes."""
     last = max(years - LATEST_FREEZE_MARGIN, earliest + 1.0)
     inside = earliest + rng.random(len(froze)) * (last - earliest)
@@ -132,11 +136,28 @@ def table_truth(design: str) -> dict[str, object]:
     """What truth.json says about the parameter design (detectors never read it)."""
     return {
         "design": design,
-        "parameters": [{"parameter": p.name, "default": p.default, "min": p.low, "max": p.high,
-                        "role": ("main" if p.name == MAIN else "interaction-only"
-                                 if p.name == INTERACTING else "nuisance")
-                        if design == "freeze" else "nuisance"} for p in PARAMETERS],
-        "probability": ("sigmoid(z), z = 5 (0.5 - u_albedo_snow) + 16 (0.5 - u_albedo_snow)"
-                        " (u_vmix_background - 0.5), u = (value - min) / (max - min)"
-                        if design == "freeze" else "1/2 for every member"),
+        "parameters": [
+            {
+                "parameter": p.name,
+                "default": p.default,
+                "min": p.low,
+                "max": p.high,
+                "role": (
+                    "main"
+                    if p.name == MAIN
+                    else "interaction-only"
+                    if p.name == INTERACTING
+                    else "nuisance"
+                )
+                if design == "freeze"
+                else "nuisance",
+            }
+            for p in PARAMETERS
+        ],
+        "probability": (
+            "sigmoid(z), z = 6 (0.5 - u_albedo_snow) + 20 (0.5 - u_albedo_snow)"
+            " (u_vmix_background - 0.5), u = (value - min) / (max - min)"
+            if design == "freeze"
+            else "1/2 for every member"
+        ),
     }
