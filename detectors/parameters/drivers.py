@@ -51,7 +51,8 @@ class TermSlope:
     p_holm: float
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error over ``p``)."""
     order = np.argsort(p)
     m = len(p)
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
@@ -85,7 +86,7 @@ def regress_terms(
             TermSlope(term, j, float(beta[1 + j]), float(pv[j]), float("nan")) for j in tested
         )
     if rows:
-        adjusted = _holm(np.array([r.p_value for r in rows]))
+        adjusted = holm(np.array([r.p_value for r in rows]))
         rows = [
             TermSlope(r.term, r.parameter, r.slope, r.p_value, float(a))
             for r, a in zip(rows, adjusted, strict=True)
