@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.compare import CompareSettings
 from detectors.consistency.test import ConsistencySettings, consistency_test
 from detectors.labels import LabelRule, label_freezes
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
@@ -46,7 +47,7 @@ class Finding(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     key: str
-    kind: Literal["frozen", "risk", "inconsistent"]
+    kind: Literal["frozen", "risk", "inconsistent", "changed"]
     ensemble: str
     member: str | None = None
     month: str | None = Field(None, description="YYYY-MM the finding refers to")
@@ -313,9 +314,12 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
     summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency {result.verdict} "
                          f"at {years} complete years ({result.failing_pcs}/{result.n_pcs} PCs "
                          f"fail, false-positive rate {result.false_positive_rate:.2%})")
+    changed = _comparison_findings(ensemble.name, reference_name, ref.dataset, features,
+                                   summary)
     if result.verdict != "fail":
-        return []
-    return _inconsistent(ensemble.name, reference_name, result.failing_pcs, result.n_pcs)
+        return changed
+    return [*changed, *_inconsistent(ensemble.name, reference_name, result.failing_pcs,
+                                     result.n_pcs)]
 
 
 def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
@@ -324,6 +328,29 @@ def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
                     ensemble=name, value=float(failing_pcs),
                     message=f"{name} is statistically distinguishable from "
                             f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
+
+
+def _comparison_findings(name: str, reference_name: str, reference: xr.Dataset,
+                         features: xr.Dataset, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with its reference (freeze outcome, shifted processes): a note
+    in every alert, a finding when they differ."""
+    from service.analyses.compare import compare_features
+
+    try:
+        result = compare_features(reference, features, (reference_name, name),
+                                  CompareSettings())
+    except ConfigurationError as err:
+        summary.notes.append(f"{name} vs {reference_name}: not compared: {err}")
+        return []
+    shifted = [p.process for p in result.processes if p.shifted]
+    summary.notes.append(
+        f"{name} vs {reference_name}: {result.verdict}; froze {result.b.n_frozen}/"
+        f"{result.b.n_members} vs {result.a.n_frozen}/{result.a.n_members} (Fisher p "
+        f"{result.fisher.p_value:.3g}); shifted processes: {', '.join(shifted) or 'none'}")
+    if result.verdict != "different":
+        return []
+    return [Finding(key=f"changed:{name}:{reference_name}", kind="changed", ensemble=name,
+                    message=f"{name} differs from {reference_name}: {result.reason}")]
 
 
 def report_dir_files(directory: Path) -> list[Path]:
