@@ -376,6 +376,10 @@ def analyse_parameters(
     )
 
 
+def _entropy(rate: float) -> float:
+    return float(-sum(q * np.log(q) for q in (rate, 1 - rate) if q > 0))
+
+
 def _values(inputs: ParameterInputs, j: int, u: np.ndarray) -> np.ndarray:
     """Scaled values of parameter ``j`` in its own units."""
     low, high = inputs.bounds()

@@ -35,6 +35,10 @@ class EmulatorSection(Strict):
     description: str
     choice: str
     candidates: list[CandidateScore]
+    base_rate_log_loss: float = Field(
+        description="log loss of predicting the freeze fraction "
+        "for everyone: a candidate must beat this to have skill"
+    )
     cv_folds: int
     cv_repeats: int
     groups: str = Field(description="what the CV folds are grouped by")
