@@ -342,6 +342,7 @@ def analyse_parameters(
                 )
                 for s in emulator.scores.values()
             ],
+            base_rate_log_loss=_entropy(float(y.mean())),
             cv_folds=settings.cv_folds,
             cv_repeats=settings.cv_repeats,
             groups=grouped_by,
