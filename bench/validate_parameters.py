@@ -285,6 +285,17 @@ def write_markdown(rows: list[dict], args: argparse.Namespace, command: str) -> 
     OUT.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
 
 
+def _write(rows: list[dict], args: argparse.Namespace) -> None:
+    if args.no_write:
+        return
+    command = (
+        f"nice -n 10 python bench/validate_parameters.py --seeds "
+        f"{' '.join(map(str, args.seeds))} --members {args.members} --years {args.years}"
+        + (f" --files-seed {args.files_seed}" if args.files_seed is not None else "")
+    )
+    write_markdown(rows, args, command)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -325,6 +336,7 @@ def main() -> None:
                     row["compare"] = compare_checks(seed, 20, args.years)
                 rows.append(row)
                 log.info("%s", json.dumps(row, default=float))
+        _write(rows, args)  # the fast seeds first: the file path takes longer
         if args.files_seed is not None:
             settings = ParametersSettings(
                 threshold=args.threshold,
@@ -344,14 +356,7 @@ def main() -> None:
             row["what_if"] = resimulate(result, args.files_seed, args.resim, args.years)
             rows.append(row)
             log.info("%s", json.dumps(row, default=float))
-    if not args.no_write:
-        command = (
-            "nice -n 10 python bench/validate_parameters.py --seeds "
-            f"{' '.join(map(str, args.seeds))} --members {args.members} --years "
-            f"{args.years}"
-            + (f" --files-seed {args.files_seed}" if args.files_seed is not None else "")
-        )
-        write_markdown(rows, args, command)
+            _write(rows, args)
 
 
 if __name__ == "__main__":

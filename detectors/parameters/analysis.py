@@ -27,7 +27,6 @@ from detectors.parameters.emulator import (
     CLASSIFIERS,
     FreezeEmulator,
     choose_classifier,
-    fit,
     probability,
 )
 from detectors.parameters.importance import directions, explain, permutation_null
@@ -196,7 +195,7 @@ def analyse_parameters(
     step(0.3, f"{settings.n_permutations} permutations")
 
     def refit(labels_: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        model = fit(emulator.new(), x, labels_)
+        model = emulator.refit(x, labels_)
         return lambda u: probability(model, u)
 
     null = permutation_null(refit, x, y, explanation, settings.n_permutations, settings.seed)

@@ -155,10 +155,6 @@ class FreezeEmulator:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return probability(self.model, x)
 
-    def new(self) -> ClassifierMixin:
-        """An unfitted classifier of the chosen kind with the full hyperparameter search."""
-        return CLASSIFIERS[self.name].make(self.x.shape[1], self.seed)
-
     def refit(self, x: np.ndarray, y: np.ndarray) -> ClassifierMixin:
         """The same classifier on other data (a GP keeps the fitted kernel)."""
         model = clone(self.model)
