@@ -50,10 +50,13 @@ def test_pertlim_halves_are_not_told_apart():
     assert not result.budget_terms
 
 
-def test_changed_parameter_candidate_is_told_from_its_reference():
-    reference, candidate = (
-        _table(p) for p in plan_ensemble("candidate", "greenland_runoff", 20, 30, 1)
-    )
+@pytest.fixture(scope="module")
+def candidate_pair():
+    return [_table(p) for p in plan_ensemble("candidate", "greenland_runoff", 20, 30, 1)]
+
+
+def test_changed_parameter_candidate_is_told_from_its_reference(candidate_pair):
+    reference, candidate = candidate_pair
     risk = {"a": np.linspace(0.1, 0.3, 20), "b": np.linspace(0.5, 0.9, 20)}
     result = compare_ensembles(
         reference, candidate, ("reference", "candidate"), risk=risk, risk_model="risk v1"
@@ -61,3 +64,16 @@ def test_changed_parameter_candidate_is_told_from_its_reference():
     assert result.verdict == "different"
     assert any(p.shifted for p in result.processes)
     assert result.risk.test.p_value < 0.001 and result.risk.b.median > result.risk.a.median
+
+
+def test_the_scan_puts_the_comparison_in_a_candidates_alert(candidate_pair):
+    from service.scan import ScanSummary, _comparison_findings
+
+    reference, candidate = candidate_pair
+    summary = ScanSummary(ensembles=["cand"], alert_risk=0.5)
+    found = _comparison_findings("cand", "ref", reference, candidate, summary)
+    assert [f.kind for f in found] == ["changed"] and found[0].key == "changed:cand:ref"
+    assert summary.notes[0].startswith("cand vs ref: different")
+    same = ScanSummary(ensembles=["ref"], alert_risk=0.5)
+    assert _comparison_findings("ref", "ref", reference, reference, same) == []
+    assert "no significant difference" in same.notes[0]
