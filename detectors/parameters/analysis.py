@@ -27,6 +27,7 @@ from detectors.parameters.emulator import (
     CLASSIFIERS,
     FreezeEmulator,
     choose_classifier,
+    fit,
     probability,
 )
 from detectors.parameters.importance import directions, explain, permutation_null
@@ -195,7 +196,7 @@ def analyse_parameters(
     step(0.3, f"{settings.n_permutations} permutations")
 
     def refit(labels_: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        model = emulator.refit(x, labels_)
+        model = fit(CLASSIFIERS[emulator.name].make(p, settings.seed), x, labels_)
         return lambda u: probability(model, u)
 
     null = permutation_null(refit, x, y, explanation, settings.n_permutations, settings.seed)

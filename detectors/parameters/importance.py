@@ -14,11 +14,10 @@
   :mod:`detectors.sensitivity.emulator`); ``ST - S1`` is the parameter's share in
   interactions.
 - **Permutation null over members.** The freeze labels are permuted across members, the
-  chosen classifier is refitted and the statistics recomputed. A GP keeps the kernel fitted
-  to the real labels (a search per permutation costs ~100 GP fits); that kernel's amplitude
-  and length scales were tuned to the real signal, so it lets the permuted fits chase noise
-  at least as much as a fresh search would along the parameters that matter, which makes the
-  maxT threshold conservative. A parameter is significant when its mean |SHAP| (log-odds)
+  chosen classifier is refitted **with its own hyperparameter search** and the statistics
+  recomputed: a GP kernel tuned to the real labels would carry their chance structure into
+  every permutation and make the null too narrow (measured: a nuisance parameter flagged in
+  a null database). A parameter is significant when its mean |SHAP| (log-odds)
   beats the null's **maximum** over parameters in all but ``alpha`` of the permutations
   (single-step maxT, so the family of parameters is tested at ``alpha``); pairs likewise
   against the null's maximum over pairs.
