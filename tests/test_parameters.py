@@ -253,3 +253,21 @@ def test_cli_analyze_parameters_on_written_files(tmp_path):
     )
     assert bad.exit_code == 1 and "unknown parameter column" in bad.output
     assert "Traceback" not in bad.output and str(tmp_path) not in bad.output.split(":")[0]
+
+
+# --- the generator's parameter designs --------------------------------------------------------
+def test_generator_vmix_acts_only_through_albedo_and_the_null_is_flat():
+    u = np.random.default_rng(0).random((200_000, len(truth.PARAMETERS)))
+    z = truth.logit(u, "freeze")
+    vmix_slope = np.polyfit(u[:, 1], z, 1)[0]
+    low_albedo = u[:, 0] < 0.2
+    assert abs(vmix_slope) < 0.1  # no main effect of vmix
+    assert np.polyfit(u[low_albedo, 1], z[low_albedo], 1)[0] > 5  # but steep at low albedo
+    assert np.polyfit(u[:, 2], z, 1)[0] == pytest.approx(0, abs=0.1)  # nuisance
+    assert np.all(truth.freeze_probability(u[:100], "null") == 0.5)
+    assert truth.freeze_probability(truth.scaled({}), "freeze")[0] > 0.5  # unsafe defaults
+
+
+def test_generator_parameter_design_needs_the_freeze_database():
+    with pytest.raises(ConfigurationError, match="needs --kind freeze-database"):
+        plan_ensemble("pertlim", "greenland_runoff", 4, 10, 0, "freeze")
