@@ -145,6 +145,7 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
     if ensemble.kind == "candidate" and features.sizes.get("member"):
         found += _consistency_findings(ensemble, features, store, settings, summary,
                                        states.get(ENSEMBLE_STATE, {}))
+        found += _candidate_comparison(ensemble, features, store, settings, summary)
     for finding in found:
         owner = finding.member or ENSEMBLE_STATE
         if finding.key in states.get(owner, {}).get("alerted", []):
@@ -314,12 +315,9 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
     summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency {result.verdict} "
                          f"at {years} complete years ({result.failing_pcs}/{result.n_pcs} PCs "
                          f"fail, false-positive rate {result.false_positive_rate:.2%})")
-    changed = _comparison_findings(ensemble.name, reference_name, ref.dataset, features,
-                                   summary)
     if result.verdict != "fail":
-        return changed
-    return [*changed, *_inconsistent(ensemble.name, reference_name, result.failing_pcs,
-                                     result.n_pcs)]
+        return []
+    return _inconsistent(ensemble.name, reference_name, result.failing_pcs, result.n_pcs)
 
 
 def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
@@ -328,6 +326,27 @@ def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
                     ensemble=name, value=float(failing_pcs),
                     message=f"{name} is statistically distinguishable from "
                             f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
+
+
+def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, store: Store,
+                          settings: Settings, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with the reference its metadata names (features cached per
+    file, so the reference costs little after its first scan)."""
+    reference_name = ensemble.meta.get("reference")
+    if not reference_name:
+        return []
+    try:
+        reference = store.get_ensemble(reference_name)
+    except NotFound as err:
+        summary.notes.append(f"{ensemble.name}: {err}; not compared")
+        return []
+    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
+                         scheduler=settings.file_scheduler)
+    if not ref.dataset.sizes.get("member"):
+        summary.notes.append(f"{ensemble.name}: reference {reference_name} has no members; "
+                             "not compared")
+        return []
+    return _comparison_findings(ensemble.name, reference_name, ref.dataset, features, summary)
 
 
 def _comparison_findings(name: str, reference_name: str, reference: xr.Dataset,
