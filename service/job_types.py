@@ -1,4 +1,5 @@
-"""Every job type in one place: features, ingest, precursors, consistency, sensitivity, scan.
+"""Every job type in one place: features, ingest, precursors, consistency, sensitivity,
+parameters, compare, scan.
 
 Each is a parameter model, a result contract and a function over the analyses in
 :mod:`service.analyses` and the scan in :mod:`service.scan`; the job lifecycle (claim,
@@ -17,9 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.compare import CompareResult
 from detectors.consistency.results import ConsistencyResult
 from detectors.consistency.test import ConsistencySettings
 from detectors.contracts import ResultContract
+from detectors.parameters.results import ParametersResult
 from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
 from detectors.sensitivity.results import SensitivityResult
@@ -27,12 +30,15 @@ from ensembles.errors import ConfigurationError
 from ensembles.features import build_features
 from ensembles.filenames import discover
 from service.alerts import AlertReport, resend_unsent, send_alert
+from service.analyses.compare import CompareParams, run_compare
 from service.analyses.consistency import run_consistency
 from service.analyses.inputs import load_features
+from service.analyses.parameters import ParametersParams, run_parameters
+from service.analyses.parameters import resolve_inputs as resolve_parameter_tables
 from service.analyses.sensitivity import SensitivityParams, resolve_inputs, run_sensitivity
 from service.jobs import JobContext, JobType, job_types, register, run_job, submit_job
 from service.kinds import TERMINAL_STATES
-from service.model_registry import RISK_MODEL, register_model
+from service.model_registry import RISK_MODEL, load_promoted_risk, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
 from service.settings import DataPath
@@ -199,19 +205,66 @@ class SensitivityJobParams(SensitivityParams):
     crosswalk: DataPath | None = None
 
 
-def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityResult:
-    analysis = SensitivityParams.model_validate(params.model_dump())
-    for name, path in resolve_inputs(analysis).items():  # tables found beside the roots too
+def _check_tables(ctx: JobContext, files: dict[str, Any]) -> None:
+    """Tables found beside the roots must lie under the data roots too."""
+    for name, path in files.items():
         if path is not None:
             try:
                 ctx.settings.check_data_path(path)
             except ValueError as err:
                 raise ConfigurationError(f"{name}: {err}") from None
+
+
+def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityResult:
+    analysis = SensitivityParams.model_validate(params.model_dump())
+    _check_tables(ctx, resolve_inputs(analysis))
     result = run_sensitivity(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
                              ctx.settings.file_scheduler)
     return ctx.stamped(result, params)
 
 
+
+
+# ---- parameters ------------------------------------------------------------------------
+
+
+class ParametersJobParams(ParametersParams):
+    """Which parameter settings freeze; every path (given or found) under the data roots."""
+
+    roots: list[DataPath] = Field(min_length=1, description="Roots of the freeze database.")
+    params: DataPath | None = None
+    parameters: DataPath | None = None
+
+
+def run_parameters_job(params: ParametersJobParams, ctx: JobContext) -> ParametersResult:
+    analysis = ParametersParams.model_validate(params.model_dump())
+    _check_tables(ctx, resolve_parameter_tables(analysis))
+    result = run_parameters(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
+                            ctx.settings.file_scheduler)
+    return ctx.stamped(result, params)
+
+
+# ---- compare ---------------------------------------------------------------------------
+
+
+class CompareJobParams(CompareParams):
+    """Two ensembles (e.g. two model versions) compared; both under the data roots."""
+
+    a: list[DataPath] = Field(min_length=1, description="Roots of ensemble A.")
+    b: list[DataPath] = Field(min_length=1, description="Roots of ensemble B.")
+
+
+def promoted_risk(ctx: JobContext) -> tuple[str, Any] | None:
+    """``(label, model)`` of the promoted risk model, or None."""
+    promoted = load_promoted_risk(get_store(ctx.settings), ctx.settings)
+    return (f"risk v{promoted[0].version}", promoted[1]) if promoted else None
+
+
+def run_compare_job(params: CompareJobParams, ctx: JobContext) -> CompareResult:
+    result = run_compare(CompareParams.model_validate(params.model_dump()), ctx.workdir,
+                         ctx.settings.cache_dir, ctx.progress, ctx.settings.file_scheduler,
+                         promoted_risk(ctx))
+    return ctx.stamped(result, params)
 
 
 # ---- per-member ingestion --------------------------------------------------------------
@@ -348,6 +401,13 @@ def _builtin() -> list[JobType[Any]]:
                 result=SensitivityResult,
                 description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
                             "verdicts."),
+        JobType("parameters", ParametersJobParams, run_parameters_job, queue="gpu",
+                result=ParametersResult,
+                description="Which parameter settings freeze: P(freeze | parameters), SHAP, "
+                            "Sobol, safe region, what-if, driver links."),
+        JobType("compare", CompareJobParams, run_compare_job, queue="gpu", result=CompareResult,
+                description="Two ensembles compared: freeze fraction (Fisher), time to onset "
+                            "(log-rank), risk, shifted budget terms and processes."),
         # on the analysis queue: it waits for the io queue's ingestion jobs, so it must not
         # hold an io worker while doing so
         JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,

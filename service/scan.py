@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.compare import CompareSettings
 from detectors.consistency.test import ConsistencySettings, consistency_test
 from detectors.labels import LabelRule, label_freezes
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
@@ -46,7 +47,7 @@ class Finding(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     key: str
-    kind: Literal["frozen", "risk", "inconsistent"]
+    kind: Literal["frozen", "risk", "inconsistent", "changed"]
     ensemble: str
     member: str | None = None
     month: str | None = Field(None, description="YYYY-MM the finding refers to")
@@ -144,6 +145,7 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
     if ensemble.kind == "candidate" and features.sizes.get("member"):
         found += _consistency_findings(ensemble, features, store, settings, summary,
                                        states.get(ENSEMBLE_STATE, {}))
+        found += _candidate_comparison(ensemble, features, store, settings, summary)
     for finding in found:
         owner = finding.member or ENSEMBLE_STATE
         if finding.key in states.get(owner, {}).get("alerted", []):
@@ -324,6 +326,50 @@ def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
                     ensemble=name, value=float(failing_pcs),
                     message=f"{name} is statistically distinguishable from "
                             f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
+
+
+def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, store: Store,
+                          settings: Settings, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with the reference its metadata names (features cached per
+    file, so the reference costs little after its first scan)."""
+    reference_name = ensemble.meta.get("reference")
+    if not reference_name:
+        return []
+    try:
+        reference = store.get_ensemble(reference_name)
+    except NotFound as err:
+        summary.notes.append(f"{ensemble.name}: {err}; not compared")
+        return []
+    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
+                         scheduler=settings.file_scheduler)
+    if not ref.dataset.sizes.get("member"):
+        summary.notes.append(f"{ensemble.name}: reference {reference_name} has no members; "
+                             "not compared")
+        return []
+    return _comparison_findings(ensemble.name, reference_name, ref.dataset, features, summary)
+
+
+def _comparison_findings(name: str, reference_name: str, reference: xr.Dataset,
+                         features: xr.Dataset, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with its reference (freeze outcome, shifted processes): a note
+    in every alert, a finding when they differ."""
+    from service.analyses.compare import compare_features
+
+    try:
+        result = compare_features(reference, features, (reference_name, name),
+                                  CompareSettings())
+    except ConfigurationError as err:
+        summary.notes.append(f"{name} vs {reference_name}: not compared: {err}")
+        return []
+    shifted = [p.process for p in result.processes if p.shifted]
+    summary.notes.append(
+        f"{name} vs {reference_name}: {result.verdict}; froze {result.b.n_frozen}/"
+        f"{result.b.n_members} vs {result.a.n_frozen}/{result.a.n_members} (Fisher p "
+        f"{result.fisher.p_value:.3g}); shifted processes: {', '.join(shifted) or 'none'}")
+    if result.verdict != "different":
+        return []
+    return [Finding(key=f"changed:{name}:{reference_name}", kind="changed", ensemble=name,
+                    message=f"{name} differs from {reference_name}: {result.reason}")]
 
 
 def report_dir_files(directory: Path) -> list[Path]:
