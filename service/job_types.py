@@ -32,10 +32,11 @@ from service.analyses.inputs import load_features
 from service.analyses.sensitivity import SensitivityParams, resolve_inputs, run_sensitivity
 from service.jobs import JobContext, JobType, job_types, register, run_job, submit_job
 from service.kinds import TERMINAL_STATES
+from service.limits import MAX_ENSEMBLES, EnsembleName
 from service.model_registry import RISK_MODEL, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
-from service.settings import DataPath
+from service.settings import DataPath, DataPaths
 from service.store import Ensemble, Store, get_store
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class FeaturesParams(BaseModel):
     """Build the monthly regional features of every member under some roots."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
+    roots: DataPaths = Field(description="Archives under the data roots.")
     output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
                              max_length=200, description="File name of the netCDF artifact.")
 
@@ -95,7 +96,7 @@ class PrecursorsParams(BaseModel):
     """Learn the precursors of the freeze in some archives and train the risk model."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Freeze-database / pertlim roots.")
+    roots: DataPaths = Field(description="Freeze-database / pertlim roots.")
     settings: PrecursorSettings = Field(default_factory=PrecursorSettings)
     configurations: list[str] | None = Field(
         None, description="Configuration of each root, in order; default: the configuration "
@@ -168,8 +169,8 @@ class ConsistencyParams(BaseModel):
     """Is a candidate configuration distinguishable from its reference ensemble?"""
 
     model_config = ConfigDict(extra="forbid")
-    reference: list[DataPath] = Field(min_length=1, description="Reference (pertlim) roots.")
-    case: list[DataPath] = Field(min_length=1, description="The candidate's roots.")
+    reference: DataPaths = Field(description="Reference (pertlim) roots.")
+    case: DataPaths = Field(description="The candidate's roots.")
     settings: ConsistencySettings = Field(default_factory=ConsistencySettings)
 
 
@@ -191,8 +192,8 @@ def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> Consisten
 class SensitivityJobParams(SensitivityParams):
     """Coupled vs offline sensitivity; every path (given or found) under the data roots."""
 
-    coupled: list[DataPath] = Field(min_length=1, description="Roots of the coupled PPE.")
-    offline: list[DataPath] = Field(min_length=1, description="Roots of the offline PPE.")
+    coupled: DataPaths = Field(description="Roots of the coupled PPE.")
+    offline: DataPaths = Field(description="Roots of the offline PPE.")
     params: DataPath | None = None
     offline_params: DataPath | None = None
     parameters: DataPath | None = None
@@ -221,7 +222,7 @@ class IngestParams(BaseModel):
     """Read one member's new or changed files into the feature cache."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1)
+    roots: DataPaths
     case: str = Field(min_length=1, max_length=500, description="The member's case name.")
 
 
@@ -254,11 +255,14 @@ def ingest_members(store: Store, ctx: JobContext, ensembles: list[Ensemble]) -> 
     """
     ids = []
     for ensemble in ensembles:
-        files, _ = discover(ensemble.roots)
-        for case in sorted({f.case for f in files if f.case}):
-            ids.append(submit_job("ingest", {"roots": ensemble.roots, "case": case},
-                                  settings=ctx.settings,
-                                  dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}"))
+        try:
+            files, _ = discover(ensemble.roots)
+            ids += [submit_job("ingest", {"roots": ensemble.roots, "case": case},
+                               settings=ctx.settings,
+                               dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}")
+                    for case in sorted({f.case for f in files if f.case})]
+        except Exception as err:  # the scan itself records this ensemble's failure
+            log.warning("ensemble %s: members not ingested: %s", ensemble.name, err)
     started = time.monotonic()
     pending = set(ids)
     while pending:
@@ -281,8 +285,9 @@ class ScanParams(BaseModel):
     """Scan registered ensembles for new files, risk, freezes and failed consistency."""
 
     model_config = ConfigDict(extra="forbid")
-    ensembles: list[str] = Field(default_factory=list,
-                                 description="Registered ensemble names; all when empty.")
+    ensembles: list[EnsembleName] = Field(default_factory=list, max_length=MAX_ENSEMBLES,
+                                          description="Registered ensemble names; all when "
+                                                      "empty.")
     send_alerts: bool = Field(True, description="Send new findings to the alert sinks.")
 
 
@@ -349,8 +354,9 @@ def _builtin() -> list[JobType[Any]]:
                 description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
                             "verdicts."),
         # on the analysis queue: it waits for the io queue's ingestion jobs, so it must not
-        # hold an io worker while doing so
+        # hold an io worker while doing so; it covers every registered ensemble: admin only
         JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
+                scope="admin",
                 description="Nightly scan: new files -> features -> risk -> consistency -> "
                             "alerts."),
     ]
