@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ensembles import __version__
 from ensembles.errors import EsmwatchError
-from service.auth import UNAVAILABLE, BearerAuth, require
+from service.auth import UNAVAILABLE, BearerAuth, check_scope, require
 from service.broker import broker_status
 from service.job_types import register_all
 from service.jobs import UnknownJobType, get_job_type, reconcile, submit_job
@@ -358,14 +358,13 @@ def _links(**links: tuple[str, dict[str, Any]]) -> dict[str, Any]:
               JobReport=("job_report", {"parameters": {"job_id": "$response.body#/id"}}),
               ListJobs=("list_jobs", {"parameters": {"type": "$response.body#/type"}}))})
 def create_job(submission: JobSubmission, request: Request, settings: SettingsDep, db: Db,
-               token: Annotated[ApiToken, Depends(require("submit"))]) -> Any:
+               token: Annotated[ApiToken, Depends(require(None))]) -> Any:
     """Validate and queue a job; 422 if a parameter or path is not acceptable.
 
-    A scan covers every registered ensemble, so it needs the ``admin`` scope.
+    Needs the ``submit`` scope; a scan covers every registered ensemble, so it needs
+    ``admin`` instead.
     """
-    if get_job_type(submission.type).scope == "admin" and not token.allows("admin"):
-        raise HTTPException(403, f"a {submission.type} job needs a token with the 'admin' "
-                                 "scope")
+    check_scope(token, get_job_type(submission.type).scope)
     job_id = submit_job(submission.type, submission.params, settings=settings)
     request.app.state.metrics.submitted.labels(submission.type).inc()
     return db.get_job(job_id)

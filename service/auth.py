@@ -72,8 +72,12 @@ def _check(settings: Settings, token: str | None) -> ApiToken | None:
     return get_store(settings).check_token(token) if token else None
 
 
-def require(scope: TokenScope) -> Callable[..., ApiToken]:
-    """A dependency: the request's token, which must carry ``scope`` (else 403)."""
+def require(scope: TokenScope | None) -> Callable[..., ApiToken]:
+    """A dependency: the request's token, which must carry ``scope`` (else 403).
+
+    ``None``: any valid token; the endpoint then calls :func:`check_scope` itself, for a
+    scope that depends on the request (a scan job needs ``admin``, other jobs ``submit``).
+    """
 
     def scoped(
         request: Request,
@@ -84,12 +88,17 @@ def require(scope: TokenScope) -> Callable[..., ApiToken]:
             raise HTTPException(
                 401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
-        if not token.allows(scope):
-            raise HTTPException(
-                403,
-                f"token {token.name!r} lacks the {scope!r} scope "
-                f"(it has: {', '.join(token.scopes)})",
-            )
+        if scope is not None:
+            check_scope(token, scope)
         return token
 
     return scoped
+
+
+def check_scope(token: ApiToken, scope: TokenScope) -> None:
+    """403 unless ``token`` carries ``scope``."""
+    if not token.allows(scope):
+        raise HTTPException(
+            403,
+            f"token {token.name!r} lacks the {scope!r} scope (it has: {', '.join(token.scopes)})",
+        )

@@ -305,6 +305,21 @@ def test_cli_token_jobs_and_ensembles(client: TestClient, settings: Settings, st
             "--root", "/etc"])
         assert outside.exit_code == 1 and "outside the data roots" in outside.stderr
         assert "ppe" in runner.invoke(cli, ["ensemble", "list"]).stdout
+        updated = runner.invoke(cli, ["ensemble", "update", "ppe", "--configuration", "I2000 f19",
+                                      "--metadata", '{"setup": "offline", "rev": 2}'])
+        assert updated.exit_code == 0, updated.output
+        row = store.get_ensemble("ppe")
+        assert (row.configuration, row.meta, row.kind) == (
+            "I2000 f19", {"setup": "offline", "rev": 2}, "ppe-offline")
+        for bad, message in [(["--metadata", '{"x": NaN}'], "only finite numbers"),
+                             (["--metadata", '{"reference": "ppe"}'], "not another registered"),
+                             (["--root", "/etc"], "outside the data roots")]:
+            refused = runner.invoke(cli, ["ensemble", "update", "ppe", *bad])
+            assert refused.exit_code == 1 and message in refused.stderr, refused.output
+        assert runner.invoke(cli, ["ensemble", "remove", "ppe"]).exit_code == 0
+        gone = runner.invoke(cli, ["ensemble", "remove", "ppe"])
+        assert gone.exit_code == 1 and "no ensemble named 'ppe'" in gone.stderr
+        assert store.list_ensembles() == []
 
 
 def test_cli_serve_worker_and_beat(settings: Settings, tmp_path: Path,

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,10 +32,13 @@ from urllib.parse import quote
 import hypothesis
 import pytest
 import schemathesis
+from alembic import command as alembic_command
+from alembic.config import Config
 from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
+from sqlalchemy import create_engine, text
 
 from ensembles.errors import ConfigurationError
 from service import jobs, model_registry
@@ -43,8 +47,8 @@ from service.analyses import inputs
 from service.api import create_app
 from service.broker import RUN_TASK, celery_config
 from service.jobs import dispatch, get_job_type
-from service.settings import Settings
-from service.store import ApiToken, Store, get_store, hash_token
+from service.settings import Settings, override_settings
+from service.store import ApiToken, Store, get_store, hash_token, utcnow
 from tests import test_api, test_jobs
 from tests.faultkit import free_port, private_redis, stop_process_group, wait_until
 from tests.test_jobs import _symlink, local_settings, wait_for, write_archive
@@ -359,6 +363,92 @@ def test_tokens_are_stored_hashed_and_compared_in_constant_time(
     assert store.check_token(token) is not None
     assert store.check_token(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
     assert compared and all(len(a) == len(b) == 64 for a, b in compared)  # digests only
+
+
+def test_scopes_are_checked_per_endpoint(settings: Settings, store: Store, archive: Path
+                                         ) -> None:
+    job, _ = store.create_job("features", {"roots": [str(archive)]})
+    store.add_model("risk", "/models/risk/v1", {})
+    submit = {"type": "features", "params": {"roots": [str(archive)]}}
+    ensemble = {"name": "e", "kind": "pertlim", "configuration": "x", "roots": [str(archive)]}
+    calls = [("GET", "/api/v1/jobs", None, "read"), ("GET", f"/api/v1/jobs/{job.id}", None, "read"),
+             ("GET", "/api/v1/ensembles", None, "read"), ("GET", "/api/v1/alerts", None, "read"),
+             ("POST", "/api/v1/jobs", submit, "submit"),
+             ("POST", f"/api/v1/jobs/{job.id}/cancel", None, "submit"),
+             ("POST", "/api/v1/jobs", {"type": "scan", "params": {}}, "admin"),
+             ("POST", "/api/v1/ensembles", ensemble, "admin"),
+             ("PATCH", "/api/v1/ensembles/e", {"configuration": "y"}, "admin"),
+             ("DELETE", "/api/v1/ensembles/e", None, "admin"),
+             ("POST", "/api/v1/models/risk/1/promote", None, "admin"),
+             ("GET", "/api/v1/tokens", None, "admin")]
+    with TestClient(create_app(settings)) as client:
+        for scope in ("read", "submit", "admin"):
+            headers = {"Authorization": f"Bearer {store.create_token(scope, [scope])}"}
+            for method, path, body, needed in calls:
+                response = client.request(method, path, json=body, headers=headers)
+                if needed != scope:
+                    assert response.status_code == 403, (scope, method, path)
+                    assert f"lacks the {needed!r} scope" in response.json()["detail"]
+                else:
+                    assert response.status_code < 300, (scope, method, path, response.text)
+    assert store.get_job(job.id).state == "cancelled"
+
+
+def test_a_revoked_or_expired_token_is_refused_at_once(settings: Settings, store: Store
+                                                       ) -> None:
+    from tests.test_api import operations_cli, runner
+
+    alice, bob = store.create_token("alice"), store.create_token("bob", ["read"])
+    late = store.create_token("late", expires=utcnow() + timedelta(seconds=1))
+    with TestClient(create_app(settings)) as client:
+        def status(token: str) -> int:
+            return client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}
+                              ).status_code
+
+        assert status(alice) == status(bob) == status(late) == 200
+        revoked = client.post("/api/v1/tokens/bob/revoke",
+                              headers={"Authorization": f"Bearer {alice}"})
+        assert revoked.status_code == 200 and revoked.json()[0]["revoked"]
+        assert status(bob) == 401  # the very next request
+        with override_settings(settings):  # another process's CLI: no cache to wait out
+            listed = runner.invoke(operations_cli(), ["token", "list"])
+            assert "alice" in listed.stdout and "revoked" in listed.stdout, listed.output
+            [row] = [line for line in listed.stdout.splitlines() if " alice " in line]
+            assert "admin,read,submit" in row and "last used 20" in row
+            assert runner.invoke(operations_cli(), ["token", "revoke", "alice"]).exit_code == 0
+            again = runner.invoke(operations_cli(), ["token", "revoke", "alice"])
+            assert again.exit_code == 1 and "no live token 'alice'" in again.stderr
+            created = runner.invoke(operations_cli(), ["token", "create", "carol", "--scope",
+                                                       "read", "--expires-days", "1"])
+            assert created.exit_code == 0, created.output
+            wrong = runner.invoke(operations_cli(), ["token", "create", "d", "--scope", "root"])
+            assert wrong.exit_code == 1 and "scopes must be some of" in wrong.stderr
+        assert status(alice) == 401
+        carol = created.stdout.strip()
+        assert status(carol) == 200
+        assert client.post("/api/v1/jobs", json={"type": "features"}, headers={
+            "Authorization": f"Bearer {carol}"}).status_code == 403  # default: no submit
+        time.sleep(1.1)
+        assert status(late) == 401
+
+
+def test_tokens_made_before_scopes_keep_every_scope(tmp_path: Path) -> None:
+    """Migration 0002 on a database with a token of 0001: it still works, fully."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(store_module.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        alembic_command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO api_tokens (name, token_hash, created) VALUES ('old', :digest, "
+            "'2025-01-01 00:00:00')"), {"digest": hash_token("esmw_old")})
+    engine.dispose()
+    store = get_store(Settings(data_dir=tmp_path, database_url=url))
+    record = store.check_token("esmw_old")
+    assert record is not None and sorted(record.scopes) == ["admin", "read", "submit"]
+    assert record.expires is None and record.revoked is None
 
 
 # ---- no pickle, anywhere ----------------------------------------------------------------
