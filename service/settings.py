@@ -281,7 +281,8 @@ def validate_with_settings(model: type[Model], data: Mapping[str, Any] | None,
     try:
         return model.model_validate(values, context={"settings": settings})
     except ValidationError as err:
-        errors = [{"loc": ".".join(str(part) for part in e["loc"]), "msg": e["msg"]}
+        errors = [{"loc": ".".join(str(part) for part in e["loc"]),
+                   "msg": e["msg"].removeprefix("Value error, ")}
                   for e in err.errors(include_url=False)[:MAX_ERRORS]]
         raise InvalidParameters(what, errors) from None
 

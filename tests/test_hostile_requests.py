@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from httpx import Response
 
 from service.api import create_app
 from service.cli import ops as cli_ops
+from service.job_types import register_all
 from service.jobs import submit_job
 from service.settings import Settings
 from service.store import Ensemble, Store, get_store, utcnow
@@ -181,6 +183,7 @@ def hostile_target(base: Path) -> Iterator[Target]:
     (archive / "loop-b").symlink_to(archive / "loop-a")
     settings = local_settings(base, archive)
     store = get_store(settings)
+    register_all()
     job_id = submit_job("features", {"roots": [str(archive)]}, settings=settings, wait=True)
     store.add_model("risk", "/models/risk/v1", {})
     tokens = {scope: store.create_token(scope, [scope]) for scope in ("read", "submit")}
@@ -347,7 +350,9 @@ def main() -> None:
         for probe in PROBES:
             response, _ = target.send(probe)
             detail = str(response.json().get("detail", ""))
-            detail = detail.replace("|", "\\|").replace(str(target.root), "<root>")
+            detail = (detail.replace("|", "\\|").replace(str(target.root), "<root>")
+                      .replace(target.job_id, "{id}"))
+            detail = re.sub("a{20,}", lambda run: f"a×{len(run.group())}", detail)
             if len(detail) > 150:
                 detail = detail[:150] + "…"
             print(f"| {probe.finding} | {probe.what}: `{probe.method} "

@@ -143,6 +143,9 @@ def test_fuzzed_requests_never_cause_a_server_error(fuzzed: Fuzzed, mode: Genera
         call()
     fuzzed_paths = {(method, path) for method, path, _ in fuzzed.answers}
     assert {(o.method.upper(), o.path) for o in operations} <= fuzzed_paths  # every one
+    print(f"{mode.value} fuzzing of {len(operations)} operations: "
+          f"{sum(fuzzed.answers.values())} requests so far, by status "
+          f"{dict(Counter(status for *_, status in fuzzed.answers.elements()))}")
 
 
 @pytest.mark.timeout(300)
@@ -251,6 +254,8 @@ def test_hostile_bodies_and_path_values_never_cause_a_server_error(fuzzed: Fuzze
             response.status_code == 200)
 
     send_path()
+    print(f"hostile bodies and path values: {sum(fuzzed.answers.values())} requests so far, "
+          f"by status {dict(Counter(status for *_, status in fuzzed.answers.elements()))}")
 
 
 # ---- request size, paths, tokens --------------------------------------------------------
