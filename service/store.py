@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -726,8 +727,8 @@ class Store:
         NotFound
             When no live token matches.
         """
-        match = (ApiToken.id == int(name_or_id)) if name_or_id.isdigit() else (
-            ApiToken.name == name_or_id)
+        is_id = re.fullmatch("[0-9]{1,9}", name_or_id) is not None  # fits any INTEGER
+        match = (ApiToken.id == int(name_or_id)) if is_id else (ApiToken.name == name_or_id)
         with self.session() as session:
             tokens = list(session.scalars(select(ApiToken).where(
                 match, ApiToken.revoked.is_(None))))

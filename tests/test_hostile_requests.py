@@ -135,6 +135,10 @@ PROBES: list[Probe] = [
           '{"type": "scan", "params": {}}', token="submit", expect=403),
     Probe("7", "`submit` token removes an ensemble", "DELETE", "/api/v1/ensembles/ref",
           token="submit", expect=403),
+    Probe("7", "revoking token id 10^20", "POST", "/api/v1/tokens/100000000000000000000/revoke",
+          expect=404),
+    Probe("7", "revoking token `²` (a Unicode digit)", "POST", "/api/v1/tokens/%C2%B2/revoke",
+          expect=404),
     Probe("7", "revoked token", "GET", "/api/v1/jobs", token="revoked", expect=401),
     Probe("7", "expired token", "GET", "/api/v1/jobs", token="expired", expect=401),
 ]
