@@ -79,7 +79,7 @@ def require(scope: TokenScope | None) -> Callable[..., ApiToken]:
     scope that depends on the request (a scan job needs ``admin``, other jobs ``submit``).
     """
 
-    def scoped(
+    async def scoped(  # async: no thread hop for a check that never blocks
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiToken:
