@@ -24,9 +24,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.kinds import Scope as TokenScope
 from service.settings import Settings
 from service.store import ApiToken, get_store
-from service.store import Scope as TokenScope
 
 log = logging.getLogger(__name__)
 

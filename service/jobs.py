@@ -30,14 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from detectors.contracts import ResultContract
 from ensembles import __version__
 from ensembles.errors import ConfigurationError, EsmwatchError
-from service.kinds import QUEUES, JobState, QueueName
+from service.kinds import QUEUES, JobState, QueueName, Scope
 from service.result_files import RESULT_FILE, write_result
 from service.settings import Settings, get_settings, validate_with_settings
 from service.store import Job, NotFound, Store, get_store, public_message, retry_db, utcnow
@@ -113,7 +113,7 @@ class JobType(Generic[P]):
     queue: QueueName
     result: type[ResultContract]
     description: str = ""
-    scope: Literal["submit", "admin"] = "submit"
+    scope: Scope = "submit"
 
     def validate(self, params: dict[str, Any] | None, settings: Settings) -> P:
         """Parameters checked against the model and the data roots, before anything is read."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -64,7 +64,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ensembles.errors import EsmwatchError
-from service.kinds import JOB_STATES, EnsembleKind, JobState
+from service.kinds import JOB_STATES, SCOPES, EnsembleKind, JobState, Scope
 from service.limits import EnsembleName, Metadata
 from service.settings import DataPaths, InvalidParameters, Settings
 
@@ -74,8 +74,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x65736D77  # "esmw": serialises concurrent upgrades of one database
 T = TypeVar("T")
 TOKEN_USE_PRECISION = timedelta(minutes=1)  # how stale ApiToken.last_used may be
-Scope = Literal["read", "submit", "admin"]
-SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 
 class NotFound(EsmwatchError):
