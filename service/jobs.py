@@ -398,7 +398,6 @@ def recover_own_jobs(node: str, settings: Settings | None = None) -> list[str]:
     return expired
 
 
-
 @dataclass
 class ReconcileReport:
     """What one :func:`reconcile` pass did."""
