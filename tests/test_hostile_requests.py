@@ -54,7 +54,7 @@ class Probe:
     path: str
     body: str | None = None
     token: TokenKind = "admin"
-    expect: int = 422
+    expect: int | tuple[int, ...] = 422
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -121,8 +121,10 @@ PROBES: list[Probe] = [
     Probe("7", "malformed JSON without a token", "POST", "/api/v1/jobs", "{", token="none",
           expect=401),
     Probe("7", "malformed JSON with a token", "POST", "/api/v1/jobs", "{"),
-    Probe("7", "trailing slash with `Host: evil.example`", "GET", "/api/v1/jobs/", expect=404,
-          headers={"Host": "evil.example"}),
+    # 404; 422 (an empty job id) once intake-esm's import of fasthtml has patched Starlette's
+    # path parameters to match empty strings, as in a full test run: no redirect either way
+    Probe("7", "trailing slash with `Host: evil.example`", "GET", "/api/v1/jobs/",
+          expect=(404, 422), headers={"Host": "evil.example"}),
     Probe("7", "`read` token submits a job", "POST", "/api/v1/jobs", _job('["@ROOT@"]'),
           token="read", expect=403),
     Probe("7", "`read` token cancels a job", "POST", "/api/v1/jobs/@JOB@/cancel", token="read",
@@ -207,7 +209,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 def check_answer(target: Target, probe: Probe, response: Response, sent: str) -> None:
     """A 4xx (the expected one) in JSON naming the problem, revealing no server path."""
-    assert response.status_code == probe.expect, response.text[:500]
+    expected = probe.expect if isinstance(probe.expect, tuple) else (probe.expect,)
+    assert response.status_code in expected, response.text[:500]
     assert response.headers["content-type"] == "application/json", response.text[:200]
     detail = response.json()["detail"]
     assert isinstance(detail, str) and len(detail) > 8
