@@ -34,6 +34,7 @@ import pytest
 import schemathesis
 from alembic import command as alembic_command
 from alembic.config import Config
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -44,6 +45,7 @@ from ensembles.errors import ConfigurationError
 from service import jobs, model_registry
 from service import store as store_module
 from service.analyses import inputs
+from service.api import api as api_router
 from service.api import create_app
 from service.broker import RUN_TASK, celery_config
 from service.jobs import dispatch, get_job_type
@@ -397,6 +399,15 @@ def test_scopes_are_checked_per_endpoint(settings: Settings, store: Store, archi
                 else:
                     assert response.status_code < 300, (scope, method, path, response.text)
     assert store.get_job(job.id).state == "cancelled"
+
+
+def test_every_api_route_states_the_scope_it_needs() -> None:
+    """A route added later without a scope would be open to any valid token."""
+    routes = [route for route in api_router.routes if isinstance(route, APIRoute)]
+    unscoped = [route.path for route in routes if "require.<locals>.scoped" not in {
+        dependency.call.__qualname__ for dependency in route.dependant.dependencies}]
+    assert unscoped == [] and len(routes) == 15
+    assert all(route.path.startswith("/api/v1/") for route in routes)  # behind BearerAuth
 
 
 def test_a_revoked_or_expired_token_is_refused_at_once(settings: Settings, store: Store
