@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,10 +38,11 @@ from service.analyses.parameters import resolve_inputs as resolve_parameter_tabl
 from service.analyses.sensitivity import SensitivityParams, resolve_inputs, run_sensitivity
 from service.jobs import JobContext, JobType, job_types, register, run_job, submit_job
 from service.kinds import TERMINAL_STATES
+from service.limits import MAX_ENSEMBLES, MAX_ROOTS, EnsembleName
 from service.model_registry import RISK_MODEL, load_promoted_risk, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
-from service.settings import DataPath
+from service.settings import DataPath, DataPaths
 from service.store import Ensemble, Store, get_store
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class FeaturesParams(BaseModel):
     """Build the monthly regional features of every member under some roots."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
+    roots: DataPaths = Field(description="Archives under the data roots.")
     output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
                              max_length=200, description="File name of the netCDF artifact.")
 
@@ -101,10 +102,11 @@ class PrecursorsParams(BaseModel):
     """Learn the precursors of the freeze in some archives and train the risk model."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Freeze-database / pertlim roots.")
+    roots: DataPaths = Field(description="Freeze-database / pertlim roots.")
     settings: PrecursorSettings = Field(default_factory=PrecursorSettings)
-    configurations: list[str] | None = Field(
-        None, description="Configuration of each root, in order; default: the configuration "
+    configurations: list[Annotated[str, Field(max_length=500)]] | None = Field(
+        None, max_length=MAX_ROOTS,
+        description="Configuration of each root, in order; default: the configuration "
         "of the registered ensemble that has the root, else the case-name stem.")
     register_model: bool = Field(
         True, description="Add the risk model to the registry (the first one is promoted).")
@@ -174,8 +176,8 @@ class ConsistencyParams(BaseModel):
     """Is a candidate configuration distinguishable from its reference ensemble?"""
 
     model_config = ConfigDict(extra="forbid")
-    reference: list[DataPath] = Field(min_length=1, description="Reference (pertlim) roots.")
-    case: list[DataPath] = Field(min_length=1, description="The candidate's roots.")
+    reference: DataPaths = Field(description="Reference (pertlim) roots.")
+    case: DataPaths = Field(description="The candidate's roots.")
     settings: ConsistencySettings = Field(default_factory=ConsistencySettings)
 
 
@@ -197,8 +199,8 @@ def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> Consisten
 class SensitivityJobParams(SensitivityParams):
     """Coupled vs offline sensitivity; every path (given or found) under the data roots."""
 
-    coupled: list[DataPath] = Field(min_length=1, description="Roots of the coupled PPE.")
-    offline: list[DataPath] = Field(min_length=1, description="Roots of the offline PPE.")
+    coupled: DataPaths = Field(description="Roots of the coupled PPE.")
+    offline: DataPaths = Field(description="Roots of the offline PPE.")
     params: DataPath | None = None
     offline_params: DataPath | None = None
     parameters: DataPath | None = None
@@ -231,7 +233,7 @@ def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> Sensit
 class ParametersJobParams(ParametersParams):
     """Which parameter settings freeze; every path (given or found) under the data roots."""
 
-    roots: list[DataPath] = Field(min_length=1, description="Roots of the freeze database.")
+    roots: DataPaths = Field(description="Roots of the freeze database.")
     params: DataPath | None = None
     parameters: DataPath | None = None
 
@@ -250,8 +252,8 @@ def run_parameters_job(params: ParametersJobParams, ctx: JobContext) -> Paramete
 class CompareJobParams(CompareParams):
     """Two ensembles (e.g. two model versions) compared; both under the data roots."""
 
-    a: list[DataPath] = Field(min_length=1, description="Roots of ensemble A.")
-    b: list[DataPath] = Field(min_length=1, description="Roots of ensemble B.")
+    a: DataPaths = Field(description="Roots of ensemble A.")
+    b: DataPaths = Field(description="Roots of ensemble B.")
 
 
 def promoted_risk(ctx: JobContext) -> tuple[str, Any] | None:
@@ -274,7 +276,7 @@ class IngestParams(BaseModel):
     """Read one member's new or changed files into the feature cache."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1)
+    roots: DataPaths
     case: str = Field(min_length=1, max_length=500, description="The member's case name.")
 
 
@@ -307,11 +309,14 @@ def ingest_members(store: Store, ctx: JobContext, ensembles: list[Ensemble]) -> 
     """
     ids = []
     for ensemble in ensembles:
-        files, _ = discover(ensemble.roots)
-        for case in sorted({f.case for f in files if f.case}):
-            ids.append(submit_job("ingest", {"roots": ensemble.roots, "case": case},
-                                  settings=ctx.settings,
-                                  dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}"))
+        try:
+            files, _ = discover(ensemble.roots)
+            ids += [submit_job("ingest", {"roots": ensemble.roots, "case": case},
+                               settings=ctx.settings,
+                               dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}")
+                    for case in sorted({f.case for f in files if f.case})]
+        except Exception as err:  # the scan itself records this ensemble's failure
+            log.warning("ensemble %s: members not ingested: %s", ensemble.name, err)
     started = time.monotonic()
     pending = set(ids)
     while pending:
@@ -334,8 +339,9 @@ class ScanParams(BaseModel):
     """Scan registered ensembles for new files, risk, freezes and failed consistency."""
 
     model_config = ConfigDict(extra="forbid")
-    ensembles: list[str] = Field(default_factory=list,
-                                 description="Registered ensemble names; all when empty.")
+    ensembles: list[EnsembleName] = Field(default_factory=list, max_length=MAX_ENSEMBLES,
+                                          description="Registered ensemble names; all when "
+                                                      "empty.")
     send_alerts: bool = Field(True, description="Send new findings to the alert sinks.")
 
 
@@ -409,8 +415,9 @@ def _builtin() -> list[JobType[Any]]:
                 description="Two ensembles compared: freeze fraction (Fisher), time to onset "
                             "(log-rank), risk, shifted budget terms and processes."),
         # on the analysis queue: it waits for the io queue's ingestion jobs, so it must not
-        # hold an io worker while doing so
+        # hold an io worker while doing so; it covers every registered ensemble: admin only
         JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
+                scope="admin",
                 description="Nightly scan: new files -> features -> risk -> consistency -> "
                             "alerts."),
     ]

@@ -32,7 +32,7 @@ from ensembles.filenames import parse_filename
 from ensembles.timeaxis import month_key
 from service.model_registry import load_promoted_risk
 from service.settings import Settings
-from service.store import Ensemble, NotFound, Store
+from service.store import Ensemble, NotFound, Store, public_message
 
 if TYPE_CHECKING:
     from detectors.risk import RiskModel
@@ -67,6 +67,14 @@ class MemberScan(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+class EnsembleFailure(BaseModel):
+    """An ensemble the scan could not cover, and why (never a traceback or SQL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ensemble: str
+    error: str
+
+
 class ScanSummary(BaseModel):
     """What one scan saw; the body of the scan job's result."""
 
@@ -77,6 +85,8 @@ class ScanSummary(BaseModel):
     risk_model: str | None = Field(None, description="name and version of the model used")
     alert_risk: float
     members: list[MemberScan] = Field(default_factory=list)
+    failures: list[EnsembleFailure] = Field(
+        default_factory=list, description="ensembles not scanned; the others were")
     findings: list[Finding] = Field(default_factory=list, description="new in this scan")
     known_findings: int = Field(0, description="still true, already alerted earlier")
     top_processes: list[dict[str, Any]] = Field(default_factory=list)
@@ -112,9 +122,12 @@ def scan(store: Store, settings: Settings, names: Sequence[str] = (),
         try:
             risk = _scan_ensemble(ensemble, store, settings,
                                   promoted[1] if promoted else None, summary)
-        except EsmwatchError as err:
-            summary.notes.append(f"{ensemble.name}: not scanned: {err}")
-            log.warning("scan of %s failed: %s", ensemble.name, err)
+        except Exception as err:  # one ensemble, even a bug in its handling, never stops the rest
+            error = public_message(err)
+            summary.failures.append(EnsembleFailure(ensemble=ensemble.name, error=error))
+            summary.notes.append(f"{ensemble.name}: not scanned: {error}")
+            log.warning("scan of %s failed: %s", ensemble.name, err,
+                        exc_info=not isinstance(err, EsmwatchError))
             continue
         if risk is not None:
             risks[ensemble.name] = risk
@@ -279,7 +292,7 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
     not alerted again).
     """
     reference_name = ensemble.meta.get("reference")
-    if not reference_name:
+    if not isinstance(reference_name, str) or not reference_name:
         summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
                              "(metadata {\"reference\": NAME}); consistency not tested")
         return []
