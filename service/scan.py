@@ -291,8 +291,8 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
     test; between milestones the last verdict stands (its finding is repeated, so it is known,
     not alerted again).
     """
-    reference_name = ensemble.meta.get("reference")
-    if not isinstance(reference_name, str) or not reference_name:
+    reference_name = _reference_of(ensemble)
+    if reference_name is None:
         summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
                              "(metadata {\"reference\": NAME}); consistency not tested")
         return []
@@ -341,12 +341,19 @@ def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
                             f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
 
 
+def _reference_of(ensemble: Ensemble) -> str | None:
+    """The reference ensemble a candidate's metadata names; None unless it is a name (rows
+    written before registration checked it may hold anything)."""
+    name = ensemble.meta.get("reference")
+    return name if isinstance(name, str) and name else None
+
+
 def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, store: Store,
                           settings: Settings, summary: ScanSummary) -> list[Finding]:
     """The candidate compared with the reference its metadata names (features cached per
     file, so the reference costs little after its first scan)."""
-    reference_name = ensemble.meta.get("reference")
-    if not reference_name:
+    reference_name = _reference_of(ensemble)
+    if reference_name is None:  # the consistency test notes it
         return []
     try:
         reference = store.get_ensemble(reference_name)
