@@ -15,10 +15,15 @@ from ensembles.errors import ConfigurationError
 from ensembles.registry import _parse, _registry_text, features
 
 # where water enters the Lab Sea's upper ocean: its surface, its shelves and its gates
-LAB_SEA_BOUNDARY = {"labsea", "labrador_shelf", "west_greenland_shelf", "davis_strait",
-                    "hudson_strait", "cape_farewell"}
-NEIGHBOURS = {"irminger", "spg", "baffin", "arctic", "nordic_seas", "denmark_strait",
-              "hudson_bay"}
+LAB_SEA_BOUNDARY = {
+    "labsea",
+    "labrador_shelf",
+    "west_greenland_shelf",
+    "davis_strait",
+    "hudson_strait",
+    "cape_farewell",
+}
+NEIGHBOURS = {"irminger", "spg", "baffin", "arctic", "nordic_seas", "denmark_strait", "hudson_bay"}
 
 
 @pytest.mark.parametrize("name", sorted(features()))
@@ -38,10 +43,14 @@ def test_no_neighbouring_basin_state_is_a_driver(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "stem", ["so_upper", "thetao_upper", "tos", "sos", "aice", "hi", "hmxl", "mld_003"])
+    "stem", ["so_upper", "thetao_upper", "tos", "sos", "aice", "hi", "hmxl", "mld_003"]
+)
 def test_salinity_temperature_mixed_layer_and_ice_are_state_everywhere(stem: str) -> None:
-    found = [f for f in features().values() if f.name.startswith(stem + "_")
-             and f.variable == stem.removesuffix("_upper")]
+    found = [
+        f
+        for f in features().values()
+        if f.name.startswith(stem + "_") and f.variable == stem.removesuffix("_upper")
+    ]
     assert found
     assert {f.role for f in found} == {"state"}, [f.name for f in found if f.role != "state"]
 
@@ -55,8 +64,10 @@ def test_the_registry_refuses_a_state_variable_as_a_driver() -> None:
 
 def test_the_budget_gates_are_drivers_named_by_source() -> None:
     f = features()
-    assert (f["fwt_davis_strait"].process, f["fwt_davis_strait"].role) == ("arctic_outflow",
-                                                                          "driver")
+    assert (f["fwt_davis_strait"].process, f["fwt_davis_strait"].role) == (
+        "arctic_outflow",
+        "driver",
+    )
     assert f["fwt_hudson_strait"].process == "continental_runoff"
     assert f["dvidtd_labsea"].role == "driver"
     assert f["fsitherm_labsea"].role == f["fresh_labsea"].role == "driver"
