@@ -29,12 +29,17 @@ def _anomaly(comparison: Comparison, series: np.ndarray) -> Anomaly:
     def clean(v: float) -> float | None:
         return None if not np.isfinite(v) else v
 
-    return Anomaly(frozen_msv=clean(frozen), other_msv=clean(other), anomaly_msv=clean(diff),
-                   anomaly_ci=None if not all(np.isfinite(ci)) else ci)
+    return Anomaly(
+        frozen_msv=clean(frozen),
+        other_msv=clean(other),
+        anomaly_msv=clean(diff),
+        anomaly_ci=None if not all(np.isfinite(ci)) else ci,
+    )
 
 
 def _best_lag(upstream: np.ndarray, term: np.ndarray) -> tuple[int | None, float | None]:
     """Lag (months, upstream leading) of the best correlation of monthly anomalies."""
+
     def deseason(x: np.ndarray) -> np.ndarray:
         months = x.shape[1] - x.shape[1] % 12
         x = x[:, :months].reshape(x.shape[0], -1, 12)
@@ -53,8 +58,12 @@ def _best_lag(upstream: np.ndarray, term: np.ndarray) -> tuple[int | None, float
     return best
 
 
-def freshwater_budget(features: xr.Dataset, labels: Labels, configuration: np.ndarray | None
-                      = None, settings: BudgetSettings | None = None) -> Budget:
+def freshwater_budget(
+    features: xr.Dataset,
+    labels: Labels,
+    configuration: np.ndarray | None = None,
+    settings: BudgetSettings | None = None,
+) -> Budget:
     """Tendency, every term counted once, residual, and anomalies before onset (mSv)."""
     settings = settings or BudgetSettings()
     notes: list[str] = []
@@ -64,40 +73,64 @@ def freshwater_budget(features: xr.Dataset, labels: Labels, configuration: np.nd
     onset_by_name = onset_index(labels, features.time)
     onsets = {i: onset_by_name[m] for i, m in enumerate(members) if m in onset_by_name}
     span = 12 * settings.years_before_onset
-    comparison = Comparison.build(onsets, np.asarray(configuration).astype(str), span,
-                                  settings.n_boot, settings.seed)
+    comparison = Comparison.build(
+        onsets, np.asarray(configuration).astype(str), span, settings.n_boot, settings.seed
+    )
     if not comparison.usable:
-        notes.append(f"no frozen member has {settings.years_before_onset} years before onset "
-                     "and a same-configuration member not frozen then: no anomalies")
+        notes.append(
+            f"no frozen member has {settings.years_before_onset} years before onset "
+            "and a same-configuration member not frozen then: no anomalies"
+        )
     if settings.area_m2 is not None:
         area, area_source = settings.area_m2, "given in the budget settings"
     else:
         area = box_area_m2("labsea")
-        area_source = ("labsea boxes on the sphere (includes land: the tendency is an upper "
-                       "bound; set area_m2 to the grid's ocean area)")
+        area_source = (
+            "labsea boxes on the sphere (includes land: the tendency is an upper "
+            "bound; set area_m2 to the grid's ocean area)"
+        )
     ref = settings.reference_salinity
     series = term_series(features, ref)
     terms: list[BudgetTerm] = []
     computable = [t for t in series if t.values is not None]
     for t in series:
         if t.values is None:
-            terms.append(BudgetTerm(source=t.pathway.source, description=t.pathway.description,
-                                    computable=False, lacks=t.lacks))
+            terms.append(
+                BudgetTerm(
+                    source=t.pathway.source,
+                    description=t.pathway.description,
+                    computable=False,
+                    lacks=t.lacks,
+                )
+            )
             continue
         explainers = [
-            Explainer(feature=name, lag_months=lag, correlation=r,
-                      anomaly=_anomaly(comparison, features[name].transpose("member", "time")
-                                       .values.astype(float)))
-            for name in t.pathway.explained_by if name in features
+            Explainer(
+                feature=name,
+                lag_months=lag,
+                correlation=r,
+                anomaly=_anomaly(
+                    comparison, features[name].transpose("member", "time").values.astype(float)
+                ),
+            )
+            for name in t.pathway.explained_by
+            if name in features
             for lag, r in [_best_lag(features[name].transpose("member", "time").values, t.values)]
         ]
-        terms.append(BudgetTerm(
-            source=t.pathway.source, description=t.pathway.description, computable=True,
-            features=t.features, mean_msv=float(np.nanmean(t.values)),
-            anomaly=_anomaly(comparison, t.values) if comparison.usable else None,
-            explained_by=explainers))
+        terms.append(
+            BudgetTerm(
+                source=t.pathway.source,
+                description=t.pathway.description,
+                computable=True,
+                features=t.features,
+                mean_msv=float(np.nanmean(t.values)),
+                anomaly=_anomaly(comparison, t.values) if comparison.usable else None,
+                explained_by=explainers,
+            )
+        )
     if any(t.source == "sea_ice_melt" for t in terms if t.computable) and not any(
-            t.source == "sea_ice_import" for t in terms if t.computable):
+        t.source == "sea_ice_import" for t in terms if t.computable
+    ):
         notes.append("no ice import term: sea_ice_melt also holds the melt of imported ice")
     tendency = total = residual = None
     closure = None
@@ -108,8 +141,14 @@ def freshwater_budget(features: xr.Dataset, labels: Labels, configuration: np.nd
         if total_series is not None:
             residual_series = tendency_series - total_series
             ok = np.isfinite(residual_series) & np.isfinite(tendency_series)
-            closure = float(np.sqrt(np.mean(residual_series[ok] ** 2))
-                            / np.sqrt(np.mean(tendency_series[ok] ** 2))) if ok.any() else None
+            closure = (
+                float(
+                    np.sqrt(np.mean(residual_series[ok] ** 2))
+                    / np.sqrt(np.mean(tendency_series[ok] ** 2))
+                )
+                if ok.any()
+                else None
+            )
         if comparison.usable:
             tendency = _anomaly(comparison, tendency_series)
             if total_series is not None:
@@ -118,9 +157,18 @@ def freshwater_budget(features: xr.Dataset, labels: Labels, configuration: np.nd
     else:
         notes.append(f"no {SALINITY}: freshwater content and its tendency cannot be computed")
     return Budget(
-        reference_salinity=ref, layer_m=tuple(registry().upper_ocean_m), area_m2=area,
-        area_source=area_source, years_before_onset=settings.years_before_onset,
-        n_frozen=int(comparison.frozen.size), tendency=tendency, sum_of_terms=total,
-        residual=residual, closure=closure,
-        complete=all(t.computable for t in terms), terms=terms,
-        unmeasured=[UNMEASURED], notes=notes)
+        reference_salinity=ref,
+        layer_m=tuple(registry().upper_ocean_m),
+        area_m2=area,
+        area_source=area_source,
+        years_before_onset=settings.years_before_onset,
+        n_frozen=int(comparison.frozen.size),
+        tendency=tendency,
+        sum_of_terms=total,
+        residual=residual,
+        closure=closure,
+        complete=all(t.computable for t in terms),
+        terms=terms,
+        unmeasured=[UNMEASURED],
+        notes=notes,
+    )

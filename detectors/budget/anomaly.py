@@ -26,8 +26,9 @@ class Comparison:
     counts: np.ndarray  # (B, M) bootstrap draws of members
 
     @classmethod
-    def build(cls, onsets: dict[int, int], configuration: np.ndarray, span: int,
-              n_boot: int, seed: int) -> Comparison:
+    def build(
+        cls, onsets: dict[int, int], configuration: np.ndarray, span: int, n_boot: int, seed: int
+    ) -> Comparison:
         """From onset indices by member index (frozen members only)."""
         n = configuration.size
         never = np.iinfo(np.int64).max
@@ -61,5 +62,9 @@ class Comparison:
             diff = np.where(np.isfinite(other_b), own[None, :] - other_b, 0.0)
             ok = np.isfinite(other_b) * c_frozen
             replicates = (diff * ok).sum(1) / ok.sum(1)
-        return (float(np.mean(own)), float(np.mean(other)), float(np.mean(point)),
-                interval(replicates, 0.9))
+        return (
+            float(np.mean(own)),
+            float(np.mean(other)),
+            float(np.mean(point)),
+            interval(replicates, 0.9),
+        )

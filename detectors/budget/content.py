@@ -62,6 +62,7 @@ def tendency_msv(content: np.ndarray) -> np.ndarray:
 
 def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
     """Every pathway measured from the table (first complete alternative), or what it lacks."""
+
     def values(name: str) -> np.ndarray:
         return table[name].transpose("member", "time").values.astype(float)
 

@@ -71,40 +71,60 @@ def _m(*features: str | tuple[str, float]) -> Measure:
 
 
 PATHWAYS: tuple[Pathway, ...] = (
-    Pathway("precipitation", "rain and snow onto the Lab Sea",
-            (_m("pr_labsea"), _m("prect_labsea")),
-            "MOM6 prlq+prsn, POP PREC_F or CAM PRECT/PRECC+PRECL over the Lab Sea"),
-    Pathway("evaporation", "evaporation from the Lab Sea (negative)",
-            (_m("evs_labsea"), _m(("qflx_labsea", -1.0))),
-            "MOM6 evs, POP EVAP_F or CAM QFLX over the Lab Sea"),
-    Pathway("greenland_runoff",
-            "Greenland liquid runoff on the West Greenland shelf and calving into the Lab Sea",
-            (_m("friver_west_greenland_shelf", "ficeberg_labsea"),
-             _m("friver_west_greenland_shelf")),
-            "MOM6 friver/ficeberg or POP ROFF_F/IOFF_F on the West Greenland shelf",
-            explained_by=("qrunoff_greenland", "qice_melt_greenland")),
-    Pathway("continental_runoff",
-            "North American runoff onto the Labrador shelf and through Hudson Strait",
-            (_m("friver_labrador_shelf", "fwt_hudson_strait"), _m("friver_labrador_shelf")),
-            "MOM6 friver or POP ROFF_F on the Labrador shelf (and the Hudson Strait section)",
-            explained_by=("qrunoff_north_america_ne", "qsnomelt_north_america_ne")),
-    Pathway("sea_ice_import", "sea ice carried in through Davis Strait (melting in the Lab Sea)",
-            (_m("dvidtd_labsea"),),
-            "CICE dvidtd over the Lab Sea (or uvel/vvel x hi through the gates)",
-            ice_import=True),
-    Pathway("sea_ice_melt", "net local sea-ice melt and growth (ice-ocean flux less the import)",
-            (_m("fsitherm_labsea"), _m("fresh_labsea")),
-            "MOM6 fsitherm, POP MELT_F or CICE fresh over the Lab Sea",
-            minus_ice_import=True),
-    Pathway("arctic_outflow", "liquid Arctic fresh water through Davis Strait",
-            (_m("fwt_davis_strait"),),
-            "MOM6 umo/vmo (or uo/vo x thickness) with so, or POP UVEL/VVEL with SALT, "
-            "across the Davis Strait section"),
-    Pathway("ocean_freshwater_transport",
-            "liquid fresh water across the eastern section off Cape Farewell",
-            (_m("fwt_cape_farewell"),),
-            "MOM6 umo/vmo (or uo/vo x thickness) with so, or POP UVEL/VVEL with SALT, "
-            "across the Cape Farewell section"),
+    Pathway(
+        "precipitation",
+        "rain and snow onto the Lab Sea",
+        (_m("pr_labsea"), _m("prect_labsea")),
+        "MOM6 prlq+prsn, POP PREC_F or CAM PRECT/PRECC+PRECL over the Lab Sea",
+    ),
+    Pathway(
+        "evaporation",
+        "evaporation from the Lab Sea (negative)",
+        (_m("evs_labsea"), _m(("qflx_labsea", -1.0))),
+        "MOM6 evs, POP EVAP_F or CAM QFLX over the Lab Sea",
+    ),
+    Pathway(
+        "greenland_runoff",
+        "Greenland liquid runoff on the West Greenland shelf and calving into the Lab Sea",
+        (_m("friver_west_greenland_shelf", "ficeberg_labsea"), _m("friver_west_greenland_shelf")),
+        "MOM6 friver/ficeberg or POP ROFF_F/IOFF_F on the West Greenland shelf",
+        explained_by=("qrunoff_greenland", "qice_melt_greenland"),
+    ),
+    Pathway(
+        "continental_runoff",
+        "North American runoff onto the Labrador shelf and through Hudson Strait",
+        (_m("friver_labrador_shelf", "fwt_hudson_strait"), _m("friver_labrador_shelf")),
+        "MOM6 friver or POP ROFF_F on the Labrador shelf (and the Hudson Strait section)",
+        explained_by=("qrunoff_north_america_ne", "qsnomelt_north_america_ne"),
+    ),
+    Pathway(
+        "sea_ice_import",
+        "sea ice carried in through Davis Strait (melting in the Lab Sea)",
+        (_m("dvidtd_labsea"),),
+        "CICE dvidtd over the Lab Sea (or uvel/vvel x hi through the gates)",
+        ice_import=True,
+    ),
+    Pathway(
+        "sea_ice_melt",
+        "net local sea-ice melt and growth (ice-ocean flux less the import)",
+        (_m("fsitherm_labsea"), _m("fresh_labsea")),
+        "MOM6 fsitherm, POP MELT_F or CICE fresh over the Lab Sea",
+        minus_ice_import=True,
+    ),
+    Pathway(
+        "arctic_outflow",
+        "liquid Arctic fresh water through Davis Strait",
+        (_m("fwt_davis_strait"),),
+        "MOM6 umo/vmo (or uo/vo x thickness) with so, or POP UVEL/VVEL with SALT, "
+        "across the Davis Strait section",
+    ),
+    Pathway(
+        "ocean_freshwater_transport",
+        "liquid fresh water across the eastern section off Cape Farewell",
+        (_m("fwt_cape_farewell"),),
+        "MOM6 umo/vmo (or uo/vo x thickness) with so, or POP UVEL/VVEL with SALT, "
+        "across the Cape Farewell section",
+    ),
 )
 """The terms, in report order."""
 

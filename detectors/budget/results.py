@@ -50,7 +50,8 @@ class Budget(Strict):
     sum_of_terms: Anomaly | None = None
     residual: Anomaly | None = None
     closure: float | None = Field(
-        None, description="rms(residual) / rms(tendency) over member-months: 0 is closed")
+        None, description="rms(residual) / rms(tendency) over member-months: 0 is closed"
+    )
     complete: bool = Field(description="every term computable (closure is then a check)")
     terms: list[BudgetTerm]
     unmeasured: list[str] = Field(default_factory=list)

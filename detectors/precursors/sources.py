@@ -39,19 +39,24 @@ def _line(budget: Budget, source: str) -> str:
 
 def _summary(d: Decision, budget: Budget, model: list[ModelRank]) -> str:
     if d.verdict == "confident":
-        return (f"Excess freshwater before the freeze came mainly from {_name(d.top_source)}"
-                f"{_line(budget, d.top_source)}; the predictive model agrees.")
+        return (
+            f"Excess freshwater before the freeze came mainly from {_name(d.top_source)}"
+            f"{_line(budget, d.top_source)}; the predictive model agrees."
+        )
     if d.verdict == "budget-only":
-        return (f"Excess freshwater before the freeze came mainly from {_name(d.top_source)}"
-                f"{_line(budget, d.top_source)} by the budget; the predictive model does not "
-                f"confirm it ({d.reason.split('; ')[-1]}).")
+        return (
+            f"Excess freshwater before the freeze came mainly from {_name(d.top_source)}"
+            f"{_line(budget, d.top_source)} by the budget; the predictive model does not "
+            f"confirm it ({d.reason.split('; ')[-1]})."
+        )
     if d.verdict == "model-only":
-        return (f"The predictive model points to {_name(d.top_source)} as the source; the "
-                f"budget does not single it out{_line(budget, d.top_source)}.")
+        return (
+            f"The predictive model points to {_name(d.top_source)} as the source; the "
+            f"budget does not single it out{_line(budget, d.top_source)}."
+        )
     sides = []
     if d.budget_top:
-        sides.append(f"the budget points to {_name(d.budget_top)}"
-                     f"{_line(budget, d.budget_top)}")
+        sides.append(f"the budget points to {_name(d.budget_top)}{_line(budget, d.budget_top)}")
     if d.model_top:
         sides.append(f"the predictive model to {_name(d.model_top)}")
     said = "; ".join(sides) if sides else d.reason
@@ -61,22 +66,49 @@ def _summary(d: Decision, budget: Budget, model: list[ModelRank]) -> str:
 def attribute(budget: Budget | None, processes: list[ProcessRow]) -> Attribution:
     """Compare the budget's anomalies with the drivers view's ranking."""
     drivers = [p for p in processes if p.view == "drivers"]
-    model = [ModelRank(source=p.process, importance=p.importance, significant=p.significant,
-                       drop_auc=p.drop_auc, direction=p.direction) for p in drivers]
+    model = [
+        ModelRank(
+            source=p.process,
+            importance=p.importance,
+            significant=p.significant,
+            drop_auc=p.drop_auc,
+            direction=p.direction,
+        )
+        for p in drivers
+    ]
     ranked = budget.ranking() if budget else []
-    lines = [BudgetLine(t.source, t.anomaly.anomaly_msv, t.anomaly.anomaly_ci)
-             for t in ranked if t.anomaly.anomaly_ci is not None]
+    lines = [
+        BudgetLine(t.source, t.anomaly.anomaly_msv, t.anomaly.anomaly_ci)
+        for t in ranked
+        if t.anomaly.anomaly_ci is not None
+    ]
     residual = None
     if budget and budget.residual and budget.residual.anomaly_ci is not None:
         residual = BudgetLine("residual", budget.residual.anomaly_msv, budget.residual.anomaly_ci)
     missing = [t.source for t in budget.terms if not t.computable] if budget else []
-    decision = decide(lines, [ModelLine(m.source, m.importance, m.significant, m.direction)
-                              for m in model], residual=residual, missing=missing)
-    table = [BudgetRank(source=t.source, anomaly_msv=t.anomaly.anomaly_msv,
-                        anomaly_ci=t.anomaly.anomaly_ci) for t in ranked]
+    decision = decide(
+        lines,
+        [ModelLine(m.source, m.importance, m.significant, m.direction) for m in model],
+        residual=residual,
+        missing=missing,
+    )
+    table = [
+        BudgetRank(
+            source=t.source, anomaly_msv=t.anomaly.anomaly_msv, anomaly_ci=t.anomaly.anomaly_ci
+        )
+        for t in ranked
+    ]
     if budget:
-        table += [BudgetRank(source=t.source, anomaly_msv=None, anomaly_ci=None, lacks=t.lacks)
-                  for t in budget.terms if not t.computable]
-    return Attribution(verdict=decision.verdict, top_source=decision.top_source,
-                       summary=_summary(decision, budget, model) if budget else decision.reason,
-                       reason=decision.reason, budget_ranking=table, model_ranking=model)
+        table += [
+            BudgetRank(source=t.source, anomaly_msv=None, anomaly_ci=None, lacks=t.lacks)
+            for t in budget.terms
+            if not t.computable
+        ]
+    return Attribution(
+        verdict=decision.verdict,
+        top_source=decision.top_source,
+        summary=_summary(decision, budget, model) if budget else decision.reason,
+        reason=decision.reason,
+        budget_ranking=table,
+        model_ranking=model,
+    )

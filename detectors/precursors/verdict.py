@@ -54,8 +54,9 @@ class Decision:
     model_top: str | None
 
 
-def _budget_top(terms: list[BudgetLine], residual: BudgetLine | None,
-                missing: list[str]) -> tuple[str | None, str]:
+def _budget_top(
+    terms: list[BudgetLine], residual: BudgetLine | None, missing: list[str]
+) -> tuple[str | None, str]:
     """The decisive budget term, or None, with the reason."""
     fresher = sorted((t for t in terms if t.ci[0] > 0), key=lambda t: t.anomaly, reverse=True)
     if not fresher:
@@ -63,13 +64,20 @@ def _budget_top(terms: list[BudgetLine], residual: BudgetLine | None,
     top = fresher[0]
     rivals = [t for t in terms if t.source != top.source and t.anomaly >= top.ci[0]]
     if rivals:
-        return None, (f"the budget does not separate {top.source} from "
-                      f"{', '.join(t.source for t in rivals)}")
-    if missing and residual is not None and residual.ci[0] > 0 and (
-            residual.anomaly >= top.anomaly):
-        return None, (f"the residual ({residual.anomaly:+.1f} mSv) is at least {top.source}'s "
-                      f"and {', '.join(missing)} cannot be computed: a missing pathway may "
-                      "carry the excess")
+        return None, (
+            f"the budget does not separate {top.source} from {', '.join(t.source for t in rivals)}"
+        )
+    if (
+        missing
+        and residual is not None
+        and residual.ci[0] > 0
+        and (residual.anomaly >= top.anomaly)
+    ):
+        return None, (
+            f"the residual ({residual.anomaly:+.1f} mSv) is at least {top.source}'s "
+            f"and {', '.join(missing)} cannot be computed: a missing pathway may "
+            "carry the excess"
+        )
     return top.source, f"the budget singles out {top.source}"
 
 
@@ -80,14 +88,20 @@ def _model_top(ranking: list[ModelLine], budget_sources: set[str]) -> tuple[str 
     if not first.significant:
         return None, f"the model's top driver, {first.source}, is not significant"
     if first.source in budget_sources and first.direction == "-":
-        return None, (f"the model's top driver, {first.source}, raises risk when there is "
-                      "less of it: not a source of extra fresh water")
+        return None, (
+            f"the model's top driver, {first.source}, raises risk when there is "
+            "less of it: not a source of extra fresh water"
+        )
     return first.source, f"the model singles out {first.source}"
 
 
-def decide(terms: list[BudgetLine], model: list[ModelLine], *,
-           residual: BudgetLine | None = None, missing: list[str] | tuple[str, ...] = ()
-           ) -> Decision:
+def decide(
+    terms: list[BudgetLine],
+    model: list[ModelLine],
+    *,
+    residual: BudgetLine | None = None,
+    missing: list[str] | tuple[str, ...] = (),
+) -> Decision:
     """The attribution verdict (see the module docstring for the rule).
 
     Parameters
@@ -106,14 +120,21 @@ def decide(terms: list[BudgetLine], model: list[ModelLine], *,
     if budget and fitted:
         if budget == fitted:
             return Decision("confident", budget, f"{why_budget}; {why_model}", budget, fitted)
-        return Decision("ambiguous", None, f"the lines disagree: {why_budget}; {why_model}",
-                        budget, fitted)
+        return Decision(
+            "ambiguous", None, f"the lines disagree: {why_budget}; {why_model}", budget, fitted
+        )
     if budget:
         return Decision("budget-only", budget, f"{why_budget}; {why_model}", budget, None)
     if fitted:
         against = next((t for t in terms if t.source == fitted and t.ci[1] < 0), None)
         if against is not None:
-            return Decision("ambiguous", None, f"{why_model}, but the budget shows less of it "
-                            f"in frozen members ({against.anomaly:+.1f} mSv)", None, fitted)
+            return Decision(
+                "ambiguous",
+                None,
+                f"{why_model}, but the budget shows less of it "
+                f"in frozen members ({against.anomaly:+.1f} mSv)",
+                None,
+                fitted,
+            )
         return Decision("model-only", fitted, f"{why_model}; {why_budget}", None, fitted)
     return Decision("ambiguous", None, f"{why_budget}; {why_model}", None, None)
