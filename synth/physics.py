@@ -563,9 +563,11 @@ def latents(scenario: Scenario, params: MemberParameters, noise: Noise
     for name, process in PROCESSES.items():
         w = process.slow_weight
         own[name] = np.sqrt(1.0 - w * w) * noise.fast[name] + w * noise.slow[name]
-    if scenario.main_driver is not None:
-        process = PROCESSES[scenario.main_driver]
-        own[process.name] = own[process.name] + ramp(params, n_months) / process.fw_per_unit
+    for name in (scenario.main_driver, scenario.secondary_driver):
+        if name is not None:
+            process = PROCESSES[name]
+            own[name] = own[name] + (scenario.ramp_share(name) * ramp(params, n_months)
+                                     / process.fw_per_unit)
     general = dict(own)
     decoy = scenario.covarying_decoy
     if decoy is not None and scenario.main_driver is not None:
@@ -615,9 +617,34 @@ def interior_freshwater(scenario: Scenario, params: MemberParameters,
     for name, process in PROCESSES.items():
         coupling = scenario.coupling(name)
         if coupling:
-            total = total + coupling * params.driver_gain[:, None] * freshwater_channel(
-                process, drivers)
+            channel = freshwater_channel(process, drivers)
+            if name == scenario.main_driver and scenario.memory_months:
+                channel = leaky_integral(channel, scenario.memory_months)
+            total = total + coupling * params.driver_gain[:, None] * channel
     return total
+
+
+def leaky_integral(series: np.ndarray, e_folding_months: float) -> np.ndarray:
+    """Unit-gain leaky integral along time: a slow reservoir that remembers for years."""
+    keep = np.exp(-1.0 / e_folding_months)
+    out = np.empty_like(series)
+    out[:, 0] = series[:, 0]
+    for t in range(1, series.shape[1]):
+        out[:, t] = keep * out[:, t - 1] + (1.0 - keep) * series[:, t]
+    return out
+
+
+DOWNSTREAM_LAG = 6  # months for a Lab Sea anomaly to reach the Irminger Sea
+
+
+def downstream(features: Mapping[str, np.ndarray], gain: float) -> dict[str, np.ndarray]:
+    """Irminger and subpolar-gyre salinity that follow the Lab Sea's (a co-symptom)."""
+    if not gain:
+        return {}
+    lab = features["so_upper_labsea"]
+    anomaly = _shift(lab - lab[:, : 5 * MONTHS].mean(axis=1, keepdims=True), DOWNSTREAM_LAG)
+    return {"so_upper_irminger": features["so_upper_irminger"] + gain * anomaly,
+            "so_upper_spg": features["so_upper_spg"] + 0.5 * gain * anomaly}
 
 
 # --- the convection column ---------------------------------------------------------------
@@ -767,7 +794,9 @@ def ramp_shape(scenario: Scenario) -> np.ndarray:
     """
     if scenario.main_driver is None:
         return np.ones(MONTHS)
-    by_month = PROCESSES[scenario.main_driver].fw_per_unit_by_month()
+    by_month = sum(scenario.ramp_share(name) * PROCESSES[name].fw_per_unit_by_month()
+                   / PROCESSES[name].fw_per_unit
+                   for name in (scenario.main_driver, scenario.secondary_driver) if name)
     return by_month / np.mean(by_month)
 
 
@@ -986,6 +1015,7 @@ def simulate(scenario: Scenario, params: MemberParameters, n_months: int,
     initial = spin_up(params)
     column = integrate(scenario, params, drivers, noise, initial)
     features = {**drivers, **diagnose(column, drivers, noise)}
+    features.update(downstream(features, scenario.downstream_gain))
     onset = onset_years(features["hmxl_labsea_interior"], features["aice_labsea_interior"])
     logger.debug("simulated %s: %d of %d members froze", scenario.name, int(np.sum(onset >= 0)),
                  params.n_members)
