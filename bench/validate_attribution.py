@@ -193,8 +193,9 @@ def main() -> None:
             print(f"{case} seed {seed}: {r['verdict']} {r['top_source']} -> {r['outcome']} "
                   f"(model {r['model_top']}, budget {r['budget_top']}, {r['seconds']:.0f} s)",
                   flush=True)
+            if args.rows_out:  # after every run: a long campaign keeps what it finished
+                args.rows_out.write_text(json.dumps(rows))
     if args.rows_out:
-        args.rows_out.write_text(json.dumps(rows))
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_markdown(rows, args))
