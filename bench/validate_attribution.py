@@ -41,34 +41,52 @@ from synth.table import feature_table
 STRESS = {  # case -> (generator scenario, years, features a reduced archive lacks)
     "downstream_symptom": ("downstream_symptom", None, ()),
     "strong_decoy": ("strong_decoy", None, ()),
-    "reduced": ("sea_ice_import", None, ("dvidtd_labsea", "fwt_davis_strait",
-                                         "fwt_hudson_strait", "fwt_cape_farewell",
-                                         "ficeberg_labsea", "fresh_labsea")),
+    "reduced": (
+        "sea_ice_import",
+        None,
+        (
+            "dvidtd_labsea",
+            "fwt_davis_strait",
+            "fwt_hudson_strait",
+            "fwt_cape_farewell",
+            "ficeberg_labsea",
+            "fresh_labsea",
+        ),
+    ),
     "two_drivers": ("two_drivers", None, ()),
     "slow_driver": ("slow_driver", 45, ()),
     "null": ("null", None, ()),
 }
-SETTINGS = dict(models=("logistic", "gbm"), n_boot=200, n_folds=4, kernel_samples=0,
-                drop_top=4, explain_rows=200, samples=SampleRule(leads_months=(12, 24)))
+SETTINGS = dict(
+    models=("logistic", "gbm"),
+    n_boot=200,
+    n_folds=4,
+    kernel_samples=0,
+    drop_top=4,
+    explain_rows=200,
+    samples=SampleRule(leads_months=(12, 24)),
+)
 
 
 def _table(case: str, members: int, years: int, seed: int) -> xr.Dataset:
     scenario, own_years, dropped = STRESS[case]
-    sim = simulate_ensemble("freeze-database", scenario, members=members,
-                            years=own_years or years, seed=seed)
-    table = feature_table(sim, [f"b.e30.{case}.{i:03d}" for i in range(1, members + 1)],
-                          ensemble=f"b.e30.{case}")
+    sim = simulate_ensemble(
+        "freeze-database", scenario, members=members, years=own_years or years, seed=seed
+    )
+    table = feature_table(
+        sim, [f"b.e30.{case}.{i:03d}" for i in range(1, members + 1)], ensemble=f"b.e30.{case}"
+    )
     return table.drop_vars([d for d in dropped if d in table])
 
 
-def _row(case: str, seed: int, table: xr.Dataset, result: PrecursorResult, seconds: float
-         ) -> dict:
+def _row(case: str, seed: int, table: xr.Dataset, result: PrecursorResult, seconds: float) -> dict:
     truth = SCENARIOS[STRESS[case][0]]
     a = result.attribution
     drivers = [p for p in result.processes if p.view == "drivers"]
-    states_as_drivers = sorted({p.process for p in drivers if p.role != "driver"}
-                               | {f for p in drivers for f in p.features
-                                  if table[f].attrs.get("role") != "driver"})
+    states_as_drivers = sorted(
+        {p.process for p in drivers if p.role != "driver"}
+        | {f for p in drivers for f in p.features if table[f].attrs.get("role") != "driver"}
+    )
     model_rank = [m.source for m in a.model_ranking]
     budget_rank = [b.source for b in a.budget_ranking if b.anomaly_msv is not None]
 
@@ -87,19 +105,29 @@ def _row(case: str, seed: int, table: xr.Dataset, result: PrecursorResult, secon
     top = drivers[0] if drivers else None
     budget = result.budget
     return {
-        "case": case, "seed": seed, "frozen": f"{result.n_frozen}/{result.n_members}",
-        "planted": planted or "none", "secondary": truth.secondary_driver or "",
+        "case": case,
+        "seed": seed,
+        "frozen": f"{result.n_frozen}/{result.n_members}",
+        "planted": planted or "none",
+        "secondary": truth.secondary_driver or "",
         "decoy": truth.covarying_decoy or "",
         "model_top": f"{top.process} ({'sig' if top.significant else 'n.s.'})" if top else "-",
         "budget_top": budget_rank[0] if budget_rank else "-",
-        "decoy_ranks": (f"{rank(model_rank, truth.covarying_decoy)} / "
-                        f"{rank(budget_rank, truth.covarying_decoy)}"
-                        if truth.covarying_decoy else "-"),
-        "verdict": a.verdict, "top_source": a.top_source or "-", "outcome": outcome,
+        "decoy_ranks": (
+            f"{rank(model_rank, truth.covarying_decoy)} / "
+            f"{rank(budget_rank, truth.covarying_decoy)}"
+            if truth.covarying_decoy
+            else "-"
+        ),
+        "verdict": a.verdict,
+        "top_source": a.top_source or "-",
+        "outcome": outcome,
         "residual": budget.residual.anomaly_msv if budget and budget.residual else None,
         "tendency": budget.tendency.anomaly_msv if budget and budget.tendency else None,
         "missing": [t.source for t in budget.terms if not t.computable] if budget else [],
-        "states_as_drivers": states_as_drivers, "summary": a.summary, "seconds": seconds,
+        "states_as_drivers": states_as_drivers,
+        "summary": a.summary,
+        "seconds": seconds,
     }
 
 
@@ -138,7 +166,8 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"{r['budget_top']} | {r['decoy_ranks']} | {r['verdict']} | {r['top_source']} | "
             f"{r['outcome']} | {_fmt(r['tendency'])} | {_fmt(r['residual'])} | "
             f"{', '.join(r['missing']) or 'none'} | {', '.join(r['states_as_drivers']) or 'none'}"
-            f" | {r['seconds']:.0f} |")
+            f" | {r['seconds']:.0f} |"
+        )
     wrong = [r for r in rows if "WRONG" in r["outcome"]]
     lines += [
         "",
@@ -161,18 +190,24 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--members", type=int, default=24)
     parser.add_argument("--years", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cases", nargs="+", default=list(STRESS), choices=list(STRESS))
     parser.add_argument("--out", type=Path, default=Path("docs/validation-attribution.md"))
     parser.add_argument("--n-jobs", type=int, default=None, help="processes per analysis")
-    parser.add_argument("--rows-out", type=Path, help="also write the rows as JSON (one run "
-                        "per process on a many-core machine, merged with --merge)")
-    parser.add_argument("--merge", type=Path, nargs="+", help="JSON row files to tabulate "
-                        "instead of running")
+    parser.add_argument(
+        "--rows-out",
+        type=Path,
+        help="also write the rows as JSON (one run "
+        "per process on a many-core machine, merged with --merge)",
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="JSON row files to tabulate instead of running"
+    )
     args = parser.parse_args()
     if args.merge:
         rows = [row for path in args.merge for row in json.loads(path.read_text())]
@@ -186,13 +221,16 @@ def main() -> None:
         for seed in args.seeds:
             table = _table(case, args.members, args.years, seed)
             start = time.perf_counter()
-            result = analyse_precursors(table, PrecursorSettings(seed=seed, n_jobs=args.n_jobs,
-                                                                 **SETTINGS))
+            result = analyse_precursors(
+                table, PrecursorSettings(seed=seed, n_jobs=args.n_jobs, **SETTINGS)
+            )
             rows.append(_row(case, seed, table, result, time.perf_counter() - start))
             r = rows[-1]
-            print(f"{case} seed {seed}: {r['verdict']} {r['top_source']} -> {r['outcome']} "
-                  f"(model {r['model_top']}, budget {r['budget_top']}, {r['seconds']:.0f} s)",
-                  flush=True)
+            print(
+                f"{case} seed {seed}: {r['verdict']} {r['top_source']} -> {r['outcome']} "
+                f"(model {r['model_top']}, budget {r['budget_top']}, {r['seconds']:.0f} s)",
+                flush=True,
+            )
             if args.rows_out:  # after every run: a long campaign keeps what it finished
                 args.rows_out.write_text(json.dumps(rows))
     if args.rows_out:
