@@ -82,3 +82,11 @@ def test_null_nothing_stands_out(significant: bool) -> None:
     # a lone significant process with no budget support is at most model-only, never confident
     d = decide([PRECIP], model(("precipitation", significant)))
     assert d.verdict in ("ambiguous", "model-only") and d.verdict != "confident"
+
+
+def test_a_term_that_also_carries_a_missing_pathway_decides_nothing() -> None:
+    """Without dvidtd the ice-ocean flux holds imported and local melt: neither line can
+    say which, however clear the anomaly and the model."""
+    melt = BudgetLine("sea_ice_melt", 3.0, (2.0, 4.0), includes=("sea_ice_import",))
+    d = decide([melt, PRECIP], model(("sea_ice_melt", True)), missing=["sea_ice_import"])
+    assert d.verdict == "ambiguous" and d.top_source is None

@@ -165,6 +165,13 @@ def test_a_term_that_cannot_be_computed_is_named_with_what_it_lacks() -> None:
     assert any("entrainment" in u for u in budget.unmeasured)
 
 
+def test_ice_melt_without_the_import_says_it_carries_it() -> None:
+    flux, content = _flux(2.0, 3.0)
+    table = _table({"fsitherm_labsea": flux}, content)
+    budget = freshwater_budget(table, _labels(table), settings=SETTINGS)
+    assert _term(budget, "sea_ice_melt").includes == ["sea_ice_import"]
+
+
 def test_no_salinity_no_tendency_but_terms_remain() -> None:
     flux, content = _flux(5.0, 1.0)
     table = _table({"pr_labsea": flux}, content).drop_vars("so_upper_labsea")

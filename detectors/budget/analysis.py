@@ -128,10 +128,14 @@ def freshwater_budget(
                 explained_by=explainers,
             )
         )
-    if any(t.source == "sea_ice_melt" for t in terms if t.computable) and not any(
-        t.source == "sea_ice_import" for t in terms if t.computable
-    ):
-        notes.append("no ice import term: sea_ice_melt also holds the melt of imported ice")
+    by_source = {t.source: t for t in terms}
+    for t in series:  # a term measured net of a pathway that is missing also carries it
+        missing_import = not by_source["sea_ice_import"].computable
+        if t.pathway.minus_ice_import and t.values is not None and missing_import:
+            by_source[t.pathway.source].includes = ["sea_ice_import"]
+            notes.append(
+                f"no ice import term: {t.pathway.source} also holds the melt of imported ice"
+            )
     tendency = total = residual = None
     closure = None
     if SALINITY in features:

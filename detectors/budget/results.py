@@ -31,6 +31,11 @@ class BudgetTerm(Strict):
     computable: bool
     features: list[str] = Field(default_factory=list)
     lacks: str | None = Field(None, description="variables that would measure it")
+    includes: list[str] = Field(
+        default_factory=list,
+        description="other sources it also carries because they "
+        "cannot be computed apart (ice-ocean flux without dvidtd holds imported ice)",
+    )
     mean_msv: float | None = None
     anomaly: Anomaly | None = None
     explained_by: list[Explainer] = Field(default_factory=list)

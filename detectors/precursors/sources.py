@@ -78,7 +78,7 @@ def attribute(budget: Budget | None, processes: list[ProcessRow]) -> Attribution
     ]
     ranked = budget.ranking() if budget else []
     lines = [
-        BudgetLine(t.source, t.anomaly.anomaly_msv, t.anomaly.anomaly_ci)
+        BudgetLine(t.source, t.anomaly.anomaly_msv, t.anomaly.anomaly_ci, tuple(t.includes))
         for t in ranked
         if t.anomaly.anomaly_ci is not None
     ]

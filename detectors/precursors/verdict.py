@@ -8,10 +8,13 @@ must be decisive on its own before the two can agree:
    whose 90% CI lies above zero. It is *decisive* when its CI's lower bound is above every
    other term's anomaly (no other term could be as large). While a pathway cannot be computed
    and the residual's anomaly is positive (CI above zero) and at least the top term's, the
-   budget is not decisive: the missing pathway may carry the excess.
+   budget is not decisive: the missing pathway may carry the excess. Nor is a term that
+   also carries a pathway the output cannot compute apart (without ``dvidtd``, the ice-ocean
+   flux holds the melt of imported ice as well as local melt).
 2. **Model top**: the first process of the drivers view (by importance). It is *decisive*
    when it is ``significant`` (as the precursor analysis defines it) and, for a budget
-   source, its direction is not ``-`` (more of a freshwater source must mean more risk).
+   source, its direction is not ``-`` (more of a freshwater source must mean more risk) and
+   its features do not also carry a pathway that cannot be computed apart (as in 1).
 3. Both decisive and equal: ``confident``. Both decisive and different: ``ambiguous``. Only
    the budget decisive: ``budget-only``. Only the model decisive: ``model-only``, unless the
    budget contradicts it (the model's source got significantly *less* fresh water in frozen
@@ -33,6 +36,7 @@ class BudgetLine:
     source: str
     anomaly: float
     ci: tuple[float, float]
+    includes: tuple[str, ...] = ()  # sources it also carries, not computable apart
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ def _budget_top(
     if not fresher:
         return None, "no budget term brought significantly more fresh water before onset"
     top = fresher[0]
+    if top.includes:
+        return None, (
+            f"{top.source} also carries {', '.join(top.includes)}, which cannot be computed apart"
+        )
     rivals = [t for t in terms if t.source != top.source and t.anomaly >= top.ci[0]]
     if rivals:
         return None, (
@@ -81,12 +89,19 @@ def _budget_top(
     return top.source, f"the budget singles out {top.source}"
 
 
-def _model_top(ranking: list[ModelLine], budget_sources: set[str]) -> tuple[str | None, str]:
+def _model_top(ranking: list[ModelLine], terms: list[BudgetLine]) -> tuple[str | None, str]:
     if not ranking:
         return None, "no drivers-view ranking"
     first = ranking[0]
     if not first.significant:
         return None, f"the model's top driver, {first.source}, is not significant"
+    merged = next((t.includes for t in terms if t.source == first.source and t.includes), ())
+    if merged:
+        return None, (
+            f"the model's top driver, {first.source}, also carries "
+            f"{', '.join(merged)}, which the output cannot separate"
+        )
+    budget_sources = {t.source for t in terms}
     if first.source in budget_sources and first.direction == "-":
         return None, (
             f"the model's top driver, {first.source}, raises risk when there is "
@@ -116,7 +131,7 @@ def decide(
         Pathways that cannot be computed.
     """
     budget, why_budget = _budget_top(terms, residual, list(missing))
-    fitted, why_model = _model_top(model, {t.source for t in terms})
+    fitted, why_model = _model_top(model, terms)
     if budget and fitted:
         if budget == fitted:
             return Decision("confident", budget, f"{why_budget}; {why_model}", budget, fitted)
