@@ -64,6 +64,7 @@ def _labels(table: xr.Dataset) -> Labels:
         frozen_winter=None,
         rule=LabelRule(),
         mixed_layer=None,
+        censored_from=xr.DataArray([""] * MEMBERS, coords={"member": members}),
     )
 
 

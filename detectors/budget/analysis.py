@@ -176,3 +176,21 @@ def freshwater_budget(
         unmeasured=[UNMEASURED],
         notes=notes,
     )
+
+
+def flux_differences(features: xr.Dataset, labels: Labels, years: int) -> dict[str, float]:
+    """Frozen-minus-comparison mean over ``years`` before onset of every mSv feature.
+
+    Per feature, not per pathway: what the parameter analysis links parameters to.
+    """
+    members = features.member.values.astype(str)
+    onset_by_name = onset_index(labels, features.time)
+    onsets = {i: onset_by_name[m] for i, m in enumerate(members) if m in onset_by_name}
+    comparison = Comparison.build(onsets, np.full(members.size, "default"), 12 * years, 50, 0)
+    if not comparison.usable:
+        return {}
+    return {
+        name: comparison.anomaly(var.transpose("member", "time").values.astype(float))[2]
+        for name, var in features.data_vars.items()
+        if var.attrs.get("units") == "mSv"
+    }
