@@ -22,8 +22,8 @@ from ensembles.extract import FileFeatures
 from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile
 from ensembles.timeaxis import month_number
 
-GridSignature = tuple[str, int, int]
-"""An auxiliary grid file's path, size and mtime."""
+GridSignature = tuple[str | int, ...]
+"""Path, size and mtime of each file of the case a grid fallback may read, flattened."""
 
 
 class BlockKey(NamedTuple):

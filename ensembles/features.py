@@ -28,13 +28,23 @@ from ensembles import __version__
 from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.errors import InputFileError
-from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
+from ensembles.extract import (
+    MODEL_COMPONENT,
+    FileFeatures,
+    GridPlan,
+    extract_features,
+    recipe_gaps,
+    resolve,
+)
 from ensembles.filenames import CesmFile, discover, split_case
-from ensembles.grids import read_grid
-from ensembles.registry import Feature, definitions_hash, features, registry
+from ensembles.grids import CaseFiles, read_grid
+from ensembles.registry import Feature, definitions_hash, features, registry, source_names
 from ensembles.timeaxis import month_centre, month_label
 
 log = logging.getLogger(__name__)
+
+GRID_NOTE = "grid: "
+"""Prefix of a file note that records a grid fallback (it goes to the features' attrs)."""
 
 # files per dask task: each task reads its grid and builds its region plan and file layouts
 # again (5-25 ms, more in a fresh worker), which a few hundred files of ~1 ms each would feel
@@ -61,43 +71,32 @@ class _Outcome:
     problem: str | None = None
 
 
-def read_batch(paths: Sequence[str], model: str, aux: str | None) -> list[_Outcome]:
+def read_batch(paths: Sequence[str], model: str, aux: Sequence[str]) -> list[_Outcome]:
     """Read files of one case and model; runs in a dask worker process.
 
-    Every failure becomes an outcome naming the file, so one bad file never loses the
-    rest of the batch.
+    ``aux`` lists the case's other files that may complete the grid; each is opened at
+    most once for the whole batch, and only if a fallback needs it. Every failure becomes
+    an outcome naming the file, so one bad file never loses the rest of the batch.
     """
     plans: dict[tuple, GridPlan] = {}
-    aux_nc = _open_aux(aux)
+    case = CaseFiles(aux)
     try:
-        return [_read_one(path, model, aux_nc, plans) for path in paths]
+        return [_read_one(path, model, case, plans) for path in paths]
     finally:
-        if aux_nc is not None:
-            aux_nc.close()
+        case.close()
 
 
-def _open_aux(path: str | None) -> netCDF4.Dataset | None:
-    if path is None:
-        return None
-    try:
-        return netCDF4.Dataset(path)
-    except OSError as err:
-        log.warning("%s: cannot open auxiliary grid file: %s", path, err)
-        return None
-
-
-def _read_one(
-    path: str, model: str, aux: netCDF4.Dataset | None, plans: dict[tuple, GridPlan]
-) -> _Outcome:
+def _read_one(path: str, model: str, case: CaseFiles, plans: dict[tuple, GridPlan]) -> _Outcome:
     try:
         signature = file_signature(path)
         with netCDF4.Dataset(path) as nc:
             key = tuple(sorted((d, len(nc.dimensions[d])) for d in nc.dimensions if d != "time"))
             new_grid = key not in plans
             if new_grid:
-                plans[key] = GridPlan(read_grid(model, nc, path, aux))
+                plans[key] = GridPlan(read_grid(model, nc, path, case))
             result = extract_features(nc, path, model, plans[key])
             if new_grid:
+                result.notes.extend(f"{GRID_NOTE}{c}" for c in plans[key].grid.choices)
                 result.notes.extend(plans[key].notes)
             return _Outcome(path, signature, result)
     except InputFileError as err:
@@ -177,7 +176,7 @@ def build_features(
     for f in usable:
         groups[BlockKey.of(f)].append(f)
     auxiliary = _auxiliary_grid_files(files)
-    grids = {key: _grid_signature(auxiliary.get((key.case, key.model))) for key in groups}
+    grids = {key: _grid_signature(auxiliary.get((key.case, key.model), ())) for key in groups}
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
     kept, trimmed = _unchanged_blocks(cache, groups, grids) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
@@ -246,14 +245,16 @@ def blocks_of(
     ]
 
 
-def _grid_signature(path: str | None) -> GridSignature | None:
-    """What a block's cached values depend on besides their own files."""
-    if path is None:
-        return None
-    try:
-        return (path, *file_signature(path))
-    except OSError:
-        return None  # gone since discovery: the read reports it
+def _grid_signature(paths: Sequence[str]) -> GridSignature | None:
+    """What a block's cached values depend on besides their own files: every file of the
+    case that a grid fallback may read, by path, size and mtime."""
+    signature: list[str | int] = []
+    for path in paths:
+        try:
+            signature.extend((path, *file_signature(path)))
+        except OSError:
+            continue  # gone since discovery: not read either
+    return tuple(signature) or None
 
 
 @contextlib.contextmanager
@@ -272,39 +273,95 @@ def _frozen_heap() -> Iterator[None]:
 
 
 def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[InputFileError]]:
-    """Monthly history/time-series files of models with features; others are reported once."""
-    usable, skipped, seen = [], [], set()
+    """Monthly files that can give features; every other kind is reported once per stream.
+
+    Grid files are read through the files they complete. A time series of a variable no
+    recipe uses (most of a post-processed archive) is not opened at all.
+    """
+    usable: list[CesmFile] = []
+    unused: dict[tuple[str, str, str], list[CesmFile]] = defaultdict(list)
+    skipped: dict[tuple[str, str, str], InputFileError] = {}
     for f in files:
-        if f.layout == "static" or f.model not in MODEL_COMPONENT:
+        stream = (f.case, f.model, f.stream)
+        if f.layout == "static":
             continue
-        if f.is_monthly:
-            usable.append(f)
-        elif (f.case, f.model, f.stream) not in seen:
-            seen.add((f.case, f.model, f.stream))
-            skipped.append(
+        if f.model not in MODEL_COMPONENT:
+            skipped.setdefault(
+                stream,
+                InputFileError(
+                    f.path.parent,
+                    f"{f.case} {f.model}.{f.stream}: no features are built from {f.model} output",
+                ),
+            )
+        elif not f.is_monthly:
+            skipped.setdefault(
+                stream,
                 InputFileError(
                     f.path.parent,
                     f"{f.case} {f.model}.{f.stream}: {f.frequency} output skipped "
                     "(monthly features are built from monthly streams)",
-                )
+                ),
             )
-    return usable, skipped
+        elif f.layout == "tseries" and f.variable not in source_names(f.model):
+            unused[stream].append(f)
+        else:
+            usable.append(f)
+    problems = list(skipped.values())
+    for (case, model, stream), unread in unused.items():
+        names = sorted({f.variable for f in unread if f.variable})
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        problems.append(
+            InputFileError(
+                unread[0].path.parent,
+                f"{case} {model}.{stream}: {len(unread)} time-series file(s) "
+                f"of variables no feature uses ({shown}) not read",
+            )
+        )
+    return usable, problems
 
 
-def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], str]:
-    """(case, model) -> file completing the grid: MOM6 static, CAM LANDFRAC time series."""
-    aux = {}
-    for f in files:
-        mom6_static = f.model == "mom6" and f.layout == "static"
-        cam_landfrac = f.model == "cam" and f.layout == "tseries" and f.variable == "LANDFRAC"
-        if mom6_static or cam_landfrac:
-            aux.setdefault((f.case, f.model), str(f.path))
-    return aux
+_GRID_TSERIES = {
+    "cam": ("LANDFRAC", "OCNFRAC", "ICEFRAC"),
+    "pop": ("KMT", "REGION_MASK", "TAREA", "TLAT", "TLONG", "HT"),
+}
+"""Time-series variables that are grid information of a model, not features."""
+
+
+def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(case, model) -> the case's files a grid fallback may read, in order of preference.
+
+    MOM6: its static file. CAM: its mask time series, then a land file (``landfrac`` on
+    the same grid), then the ocean grid (nearest-neighbour wet mask). POP: ``h.once``,
+    grid time series, then the first history and time-series files. Only the first file
+    of each kind is listed, so a growing run does not invalidate the cache every night.
+    """
+    first: dict[tuple[str, str], str] = {}
+    for f in files:  # sorted by path: the first of each kind is stable as a run grows
+        if f.layout == "static":
+            kind = "static"
+        elif f.layout == "tseries" and f.variable in _GRID_TSERIES.get(f.model, ()):
+            kind = f.variable
+        else:
+            kind = f.layout
+        first.setdefault((f.case, f.model, kind), str(f.path))
+
+    def of(case: str, model: str, *kinds: str) -> tuple[str, ...]:
+        return tuple(p for k in kinds if (p := first.get((case, model, k))))
+
+    aux: dict[tuple[str, str], tuple[str, ...]] = {}
+    for case in {f.case for f in files}:
+        ocean = of(case, "pop", "static", "history", "tseries") or of(case, "mom6", "static")
+        aux[(case, "mom6")] = of(case, "mom6", "static")
+        aux[(case, "pop")] = of(case, "pop", "static", *_GRID_TSERIES["pop"], "history", "tseries")
+        aux[(case, "cam")] = (
+            of(case, "cam", *_GRID_TSERIES["cam"]) + of(case, "clm2", "history", "tseries") + ocean
+        )
+    return {key: paths for key, paths in aux.items() if paths}
 
 
 def _run(
     todo: list[CesmFile],
-    auxiliary: dict[tuple[str, str], str],
+    auxiliary: dict[tuple[str, str], tuple[str, ...]],
     scheduler: str | None,
     n_workers: int | None,
     progress: bool,
@@ -314,7 +371,7 @@ def _run(
     batches = _batches(todo)
     tasks = [
         dask.delayed(read_batch)(
-            paths, model, auxiliary.get((case, model)), dask_key_name=f"read-{i}"
+            paths, model, auxiliary.get((case, model), ()), dask_key_name=f"read-{i}"
         )
         for i, (paths, model, case) in enumerate(batches)
     ]
@@ -350,14 +407,15 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
     months_by_component = _months_by_component(blocks)
     series, duplicates = _first_values(blocks)
     cells, sources, partial = _resolve_all(series, model_of)
-    problems.extend(
-        InputFileError(
-            where[(case, features()[name].var.component)],
-            f"{case}: {name} has only part of a sum ({', '.join(sorted(parts))}); left as NaN",
-        )
-        for (case, name), parts in sorted(partial.items())
-        if (case, name) not in cells
-    )
+    for (case, name), parts in sorted(partial.items()):
+        if (case, name) not in cells:
+            variable = features()[name].var
+            gaps = recipe_gaps(variable, model_of[(case, variable.component)], parts)
+            problems.append(
+                InputFileError(
+                    where[(case, variable.component)], f"{case}: {gaps}; {name} left as NaN"
+                )
+            )
     problems.extend(
         InputFileError(
             path,
