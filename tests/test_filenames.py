@@ -252,10 +252,24 @@ def test_discover_walks_archive_tseries_and_run_directories(
     assert all(str(restart) != e.path for e in errors)
 
 
-def test_discover_reports_missing_root(tmp_path: Path) -> None:
+def test_discover_reports_missing_root_beside_a_good_one(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    files, errors = discover([missing])
-    assert files == []
+    good = _touch(tmp_path / "archive", f"{CESM2}.pop.h.0001-01.nc")
+    files, errors = discover([missing, tmp_path / "archive"])
+    assert [f.path for f in files] == [good]
     assert len(errors) == 1
     assert type(errors[0]) is InputFileError
     assert errors[0].path == str(missing)
+
+
+def test_discover_raises_on_a_root_with_no_cesm_output(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such data directory"):
+        discover([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="no .nc files at all"):
+        discover([tmp_path / "empty"])
+    for name in ("zz.nc", "b/aa.nc", "b/c/notes.txt"):
+        _touch(tmp_path / "foreign", name)
+    with pytest.raises(InputFileError) as caught:
+        discover([tmp_path / "foreign"])
+    assert "2 .nc files, none with a CESM name; first: b/aa.nc" in str(caught.value)
