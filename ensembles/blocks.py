@@ -23,7 +23,8 @@ from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile
 from ensembles.timeaxis import month_number
 
 GridSignature = tuple[str | int, ...]
-"""Path, size and mtime of each file of the case a grid fallback may read, flattened."""
+"""The case's files a grid fallback may read and the signatures of those it did
+(:func:`ensembles.features._grid_record`), flattened for JSON."""
 
 
 class BlockKey(NamedTuple):

@@ -27,6 +27,7 @@ from dask.callbacks import Callback
 from ensembles import __version__
 from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
+from ensembles.coverage import CoverageRow, StreamRow, coverage, streams
 from ensembles.errors import InputFileError
 from ensembles.extract import (
     MODEL_COMPONENT,
@@ -59,6 +60,17 @@ class FeatureSet:
     problems: list[InputFileError] = field(default_factory=list)
     files_read: int = 0
     files_cached: int = 0
+    files: list[CesmFile] = field(default_factory=list)  # every file discovered
+    unread: list[InputFileError] = field(default_factory=list)  # not opened, by design
+    with_features: set[str] = field(default_factory=set)  # paths that gave feature values
+
+    def coverage(self) -> list[CoverageRow]:
+        """Per component and process: which features were built from what, which not, why."""
+        return coverage(self.dataset, self.files, self.problems, self.with_features)
+
+    def streams(self) -> list[StreamRow]:
+        """What became of every file, per case and stream."""
+        return streams(self.files, self.with_features, [*self.problems, *self.unread])
 
 
 @dataclass
@@ -69,6 +81,7 @@ class _Outcome:
     signature: tuple[int, int] | None = None
     features: FileFeatures | None = None
     problem: str | None = None
+    grid_files: tuple[str, ...] = ()  # other files of the case its grid was completed from
 
 
 def read_batch(paths: Sequence[str], model: str, aux: Sequence[str]) -> list[_Outcome]:
@@ -98,7 +111,7 @@ def _read_one(path: str, model: str, case: CaseFiles, plans: dict[tuple, GridPla
             if new_grid:
                 result.notes.extend(f"{GRID_NOTE}{c}" for c in plans[key].grid.choices)
                 result.notes.extend(plans[key].notes)
-            return _Outcome(path, signature, result)
+            return _Outcome(path, signature, result, grid_files=tuple(sorted(case.used)))
     except InputFileError as err:
         return _Outcome(path, problem=err.problem)
     except OSError as err:
@@ -170,21 +183,29 @@ def build_features(
     if cases is not None:
         files = [f for f in files if f.case in cases]
         problems = [p for p in problems if _names_a_case(p.path, cases)]
-    usable, skipped = _monthly_feature_files(files)
+    usable, skipped, unread = _monthly_feature_files(files)
     problems.extend(skipped)
     groups: dict[BlockKey, list[CesmFile]] = defaultdict(list)
     for f in usable:
         groups[BlockKey.of(f)].append(f)
     auxiliary = _auxiliary_grid_files(files)
-    grids = {key: _grid_signature(auxiliary.get((key.case, key.model), ())) for key in groups}
+    candidates = {  # the kinds of file a fallback could use: a new kind may change a grid
+        key: tuple(kind for kind, _ in auxiliary.get((key.case, key.model), ())) for key in groups
+    }
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
-    kept, trimmed = _unchanged_blocks(cache, groups, grids) if cache else ({}, set())
+    kept, trimmed = _unchanged_blocks(cache, groups, candidates) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
     todo = [f for f in usable if str(f.path) not in known]
     with _frozen_heap():
         outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
     read = {str(f.path): f for f in todo}
+    used: dict[BlockKey, set[str]] = defaultdict(set)
+    for key, block in kept.items():
+        used[key].update(_grid_files_used(block.grid))
+    for o in outcomes:
+        used[BlockKey.of(read[o.path])].update(o.grid_files)
+    grids = {key: _grid_record(candidates[key], used[key]) for key in groups}
     fresh = blocks_of(
         ((read[o.path], o.features, o.signature) for o in outcomes if o.features), grids
     )
@@ -204,22 +225,30 @@ def build_features(
         problems,
         files_read=len(todo),
         files_cached=sum(len(b.paths) for b in kept.values()),
+        files=files,
+        unread=unread,
+        with_features={
+            b.paths[i]
+            for b in blocks.values()
+            for c in b.columns.values()
+            for i in np.unique(c.file)
+        },
     )
 
 
 def _unchanged_blocks(
     cache: FeatureCache,
     groups: dict[BlockKey, list[CesmFile]],
-    grids: dict[BlockKey, GridSignature | None],
+    candidates: dict[BlockKey, tuple[str, ...]],
 ) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
     """Cached blocks cut down to their unchanged files, and the keys of those that were cut.
 
-    A block whose grid file changed (or appeared, or went) keeps nothing: every value in it
-    was reduced over the old grid.
+    A block whose grid may now come out differently keeps nothing: every value in it was
+    reduced over the old grid (see :func:`_grid_unchanged`).
     """
     kept, trimmed = {}, set()
     for key, block in cache.blocks(groups).items():
-        if block.grid != grids[key]:
+        if not _grid_unchanged(block.grid, candidates[key]):
             trimmed.add(key)
             continue
         keep = unchanged(block, {str(f.path) for f in groups[key]})
@@ -245,16 +274,46 @@ def blocks_of(
     ]
 
 
-def _grid_signature(paths: Sequence[str]) -> GridSignature | None:
-    """What a block's cached values depend on besides their own files: every file of the
-    case that a grid fallback may read, by path, size and mtime."""
-    signature: list[str | int] = []
-    for path in paths:
+def _grid_record(candidates: Sequence[str], used: Iterable[str]) -> GridSignature | None:
+    """What a block's cached values depend on besides their own files, flattened for JSON:
+    the kinds of file of the case a grid fallback could read (their number, then the
+    kinds: ``cam:LANDFRAC``, ``mom6:static``...), then path, size and mtime of each file
+    it did read."""
+    if not candidates:
+        return None
+    record: list[str | int] = [len(candidates), *candidates]
+    for path in sorted(used):
         try:
-            signature.extend((path, *file_signature(path)))
+            record.extend((path, *file_signature(path)))
         except OSError:
-            continue  # gone since discovery: not read either
-    return tuple(signature) or None
+            record.extend((path, -1, -1))  # gone: never equal to a file's signature
+    return tuple(record)
+
+
+def _grid_files_used(record: GridSignature | None) -> list[str]:
+    if record is None:
+        return []
+    used = record[1 + int(record[0]) :]
+    return [str(path) for path in used[::3]]
+
+
+def _grid_unchanged(record: GridSignature | None, candidates: Sequence[str]) -> bool:
+    """Whether a block's grid would come out the same: the same kinds of candidate file
+    (a new ``LANDFRAC`` series or static file would change the chain) and every file it
+    read unchanged. A changed file the block never read costs nothing."""
+    if record is None:
+        return not candidates
+    n = int(record[0])
+    if tuple(record[1 : 1 + n]) != tuple(candidates):
+        return False
+    used = record[1 + n :]
+    for i in range(0, len(used), 3):
+        try:
+            if tuple(file_signature(str(used[i]))) != tuple(used[i + 1 : i + 3]):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -272,11 +331,14 @@ def _frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[InputFileError]]:
-    """Monthly files that can give features; every other kind is reported once per stream.
+def _monthly_feature_files(
+    files: list[CesmFile],
+) -> tuple[list[CesmFile], list[InputFileError], list[InputFileError]]:
+    """Monthly files that can give features, the other kinds (problems, once per stream),
+    and time series of variables no recipe uses (most of a post-processed archive: not
+    opened at all, listed once per stream for the coverage report, not as problems).
 
-    Grid files are read through the files they complete. A time series of a variable no
-    recipe uses (most of a post-processed archive) is not opened at all.
+    Grid files are read through the files they complete.
     """
     usable: list[CesmFile] = []
     unused: dict[tuple[str, str, str], list[CesmFile]] = defaultdict(list)
@@ -303,21 +365,22 @@ def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[
                 ),
             )
         elif f.layout == "tseries" and f.variable not in source_names(f.model):
-            unused[stream].append(f)
+            if f.variable not in _GRID_TSERIES.get(f.model, ()):
+                unused[stream].append(f)
         else:
             usable.append(f)
-    problems = list(skipped.values())
-    for (case, model, stream), unread in unused.items():
-        names = sorted({f.variable for f in unread if f.variable})
+    unread = []
+    for (case, model, stream), unread_files in unused.items():
+        names = sorted({f.variable for f in unread_files if f.variable})
         shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-        problems.append(
+        unread.append(
             InputFileError(
-                unread[0].path.parent,
-                f"{case} {model}.{stream}: {len(unread)} time-series file(s) "
+                unread_files[0].path.parent,
+                f"{case} {model}.{stream}: {len(unread_files)} time-series file(s) "
                 f"of variables no feature uses ({shown}) not read",
             )
         )
-    return usable, problems
+    return usable, list(skipped.values()), unread
 
 
 _GRID_TSERIES = {
@@ -327,8 +390,11 @@ _GRID_TSERIES = {
 """Time-series variables that are grid information of a model, not features."""
 
 
-def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], tuple[str, ...]]:
-    """(case, model) -> the case's files a grid fallback may read, in order of preference.
+def _auxiliary_grid_files(
+    files: list[CesmFile],
+) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+    """(case, model) -> (kind, path) of the case's files a grid fallback may read, in order
+    of preference.
 
     MOM6: its static file. CAM: its mask time series, then a land file (``landfrac`` on
     the same grid), then the ocean grid (nearest-neighbour wet mask). POP: ``h.once``,
@@ -345,10 +411,10 @@ def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], tuple[
             kind = f.layout
         first.setdefault((f.case, f.model, kind), str(f.path))
 
-    def of(case: str, model: str, *kinds: str) -> tuple[str, ...]:
-        return tuple(p for k in kinds if (p := first.get((case, model, k))))
+    def of(case: str, model: str, *kinds: str) -> tuple[tuple[str, str], ...]:
+        return tuple((f"{model}:{k}", p) for k in kinds if (p := first.get((case, model, k))))
 
-    aux: dict[tuple[str, str], tuple[str, ...]] = {}
+    aux: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
     for case in {f.case for f in files}:
         ocean = of(case, "pop", "static", "history", "tseries") or of(case, "mom6", "static")
         aux[(case, "mom6")] = of(case, "mom6", "static")
@@ -361,7 +427,7 @@ def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], tuple[
 
 def _run(
     todo: list[CesmFile],
-    auxiliary: dict[tuple[str, str], tuple[str, ...]],
+    auxiliary: dict[tuple[str, str], tuple[tuple[str, str], ...]],
     scheduler: str | None,
     n_workers: int | None,
     progress: bool,
@@ -371,7 +437,10 @@ def _run(
     batches = _batches(todo)
     tasks = [
         dask.delayed(read_batch)(
-            paths, model, auxiliary.get((case, model), ()), dask_key_name=f"read-{i}"
+            paths,
+            model,
+            [path for _, path in auxiliary.get((case, model), ())],
+            dask_key_name=f"read-{i}",
         )
         for i, (paths, model, case) in enumerate(batches)
     ]
@@ -401,6 +470,11 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
     """
     blocks = sorted(blocks, key=lambda b: b.key)
     problems = _notes(blocks)
+    choices: dict[str, set[str]] = defaultdict(set)  # grid fallbacks, by component
+    for b in blocks:
+        choices[b.key.component].update(
+            n.removeprefix(GRID_NOTE) for _, n in b.notes if n.startswith(GRID_NOTE)
+        )
     members = sorted({b.key.case for b in blocks})
     where = {(b.key.case, b.key.component): b.directory for b in blocks}
     model_of = {(b.key.case, b.key.component): b.key.model for b in blocks}
@@ -438,7 +512,11 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
             if (member, name) in cells:
                 months, values = cells[(member, name)]
                 array[i, np.searchsorted(all_months, months)] = values
-        data_vars[name] = (("member", "time"), array, _attrs(name, sources[name]))
+        data_vars[name] = (
+            ("member", "time"),
+            array,
+            _attrs(name, sources[name], choices[features()[name].var.component]),
+        )
     ensembles_and_ids = [split_case(m) for m in members]
     coords = {
         "member": members,
@@ -543,9 +621,10 @@ def _resolve_all(
     return cells, sources, partial
 
 
-def _attrs(name: str, used_sources: set[str]) -> dict[str, str]:
+def _attrs(name: str, used_sources: set[str], grid_choices: set[str]) -> dict[str, str]:
     feature = features()[name]
     return {
+        "grid_choices": "; ".join(sorted(grid_choices)),
         "units": feature.units,
         "long_name": f"{feature.var.long_name}, {feature.region}",
         "process": feature.process,

@@ -28,7 +28,7 @@ import netCDF4
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ensembles.errors import InputFileError
+from ensembles.errors import InputFileError, UnitError
 from ensembles.ncread import read_values
 from ensembles.units import conversion
 
@@ -113,12 +113,14 @@ class CaseFiles:
         self._paths = list(paths)
         self._open: dict[str, netCDF4.Dataset | None] = {nc.filepath(): nc for nc in opened}
         self._owned: list[netCDF4.Dataset] = []
+        self.used: set[str] = set()  # files a fallback took values from: the cache key
 
     def first_with(self, *names: str) -> netCDF4.Dataset | None:
         """The first file of the case that holds every variable in ``names``."""
         for path in [*self._open, *self._paths]:
             nc = self._dataset(path)
             if nc is not None and all(name in nc.variables for name in names):
+                self.used.add(path)
                 return nc
         return None
 
@@ -295,10 +297,13 @@ def _cam(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
 def _se_area(nc: netCDF4.Dataset, path: str) -> tuple[np.ndarray, str | None]:
     """CAM-SE ``area(ncol)``: declared units win; without units, steradians when every
     cell is smaller than the whole sphere (true of global files and regional extracts)."""
-    units = getattr(nc.variables.get("area"), "units", None)
-    if units is not None:
-        return _area_in_m2(nc, "area", path, units), None
     area = _read(nc, "area", path)
+    units = getattr(nc.variables["area"], "units", None)
+    if units is not None:
+        try:  # radians^2, sr: a solid angle on the unit sphere
+            return area * conversion(units, "sr")[0] * EARTH_RADIUS_M**2, None
+        except UnitError:
+            return area * conversion(units, "m2")[0], None
     if np.nanmax(area) < UNIT_SPHERE_AREA:
         return area * EARTH_RADIUS_M**2, "CAM-SE area has no units; every cell < 4 pi: steradians"
     return area, "CAM-SE area has no units and cells >= 4 pi: taken as m2"

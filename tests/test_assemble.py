@@ -60,8 +60,8 @@ def test_a_lone_part_is_reported_and_left_out():
         ),
     )
     assert "prect_labsea" not in dataset
-    (problem,) = [p for p in problems if "only part of a sum" in p]
-    assert "prect_labsea" in problem and "PRECC" in problem
+    (problem,) = [p for p in problems if "prect_labsea" in p]
+    assert "prect: PRECC present, PRECL missing" in problem
 
 
 def test_values_given_twice_keep_the_first_file_and_are_reported():

@@ -95,6 +95,7 @@ def features_cmd(
     workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
+    from ensembles.coverage import render
     from ensembles.features import build_features
 
     with user_errors():
@@ -104,6 +105,7 @@ def features_cmd(
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
     ds = result.dataset
+    typer.echo(render(result.coverage(), result.streams()))
     typer.echo(
         f"{ds.sizes.get('member', 0)} members x {ds.sizes.get('time', 0)} months x "
         f"{len(ds.data_vars)} features -> {output} ({result.files_read} files read, "
