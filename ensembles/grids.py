@@ -383,16 +383,32 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def _ocean_wet_mask(case: CaseFiles, lat: np.ndarray, lon: np.ndarray) -> np.ndarray | None:
-    """Wet (1) or dry (0) of the nearest ocean-model cell to each atmosphere cell."""
-    for mask, olat, olon in (("KMT", "TLAT", "TLONG"), ("wet", "geolat", "geolon")):
-        ocean = case.first_with(mask, olat, olon)
+    """Ocean fraction of each atmosphere cell from the ocean model's wet mask.
+
+    Each ocean-model cell goes to its nearest atmosphere cell, whose ocean fraction is the
+    area-weighted wet share of the ocean cells it received (coastal cells come out
+    fractional, as LANDFRAC does); an atmosphere cell finer than the ocean grid that
+    received none takes the wet value of its nearest ocean cell.
+    """
+    for mask, olat, olon, area in (
+        ("KMT", "TLAT", "TLONG", "TAREA"),
+        ("wet", "geolat", "geolon", "areacello"),
+    ):
+        ocean = case.first_with(mask, olat, olon, area)
         if ocean is None:
             continue
-        wet = np.nan_to_num(_optional(ocean, mask)).ravel() > 0
+        wet = (np.nan_to_num(_optional(ocean, mask)).ravel() > 0).astype(float)
+        weight = np.nan_to_num(_optional(ocean, area)).ravel()
         points = _unit_vectors(_read(ocean, olat, ""), _read(ocean, olon, ""))
-        finite = np.isfinite(points).all(axis=1)
-        _, nearest = cKDTree(points[finite]).query(_unit_vectors(lat, lon))
-        return wet[finite][nearest].astype(float).reshape(lat.shape)
+        keep = np.isfinite(points).all(axis=1) & (weight > 0)
+        wet, weight, points = wet[keep], weight[keep], points[keep]
+        cells = _unit_vectors(lat, lon)
+        _, owner = cKDTree(cells).query(points)
+        total = np.bincount(owner, weights=weight, minlength=len(cells))
+        wet_area = np.bincount(owner, weights=weight * wet, minlength=len(cells))
+        _, nearest = cKDTree(points).query(cells)
+        fraction = np.where(total > 0, wet_area / np.where(total > 0, total, 1.0), wet[nearest])
+        return fraction.reshape(lat.shape)
     return None
 
 

@@ -52,6 +52,9 @@ def synth(
     packed: Annotated[bool, typer.Option(
         help="tseries only: 16-bit packed fields (half the size, lossy at ~1/65000 of "
              "each file's range).")] = False,
+    output: Annotated[str, typer.Option(
+        help="full, or reduced: a lean production output list (no LANDFRAC, PRECC + PRECL "
+             "instead of PRECT, no ocean velocities).")] = "full",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from synth.ensemble import synthesize
@@ -59,7 +62,7 @@ def synth(
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
                           seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
-                          design=design, packed=packed)
+                          design=design, packed=packed, output=output)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
