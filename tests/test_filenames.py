@@ -285,7 +285,7 @@ def test_discover_raises_on_a_root_with_no_cesm_output(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such data directory"):
         discover([tmp_path / "nowhere"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputFileError, match="no .nc files at all"):
+    with pytest.raises(InputFileError, match=r"no \.nc files at all"):
         discover([tmp_path / "empty"])
     for name in ("zz.nc", "b/aa.nc", "b/c/notes.txt"):
         _touch(tmp_path / "foreign", name)
