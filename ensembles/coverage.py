@@ -202,8 +202,24 @@ def render(rows: Sequence[CoverageRow], stream_rows: Sequence[StreamRow] = ()) -
             )
     if stream_rows:
         lines.append("files (case / stream: files, what became of them):")
-        lines.extend(f"  {r.case} {r.stream}: {r.files} file(s), {r.status}" for r in stream_rows)
+        lines.extend(_stream_lines(stream_rows))
+    if missing := missing_processes(rows):
+        lines.append(f"NOT ANALYSED (no feature built): {', '.join(missing)}")
     return "\n".join(lines)
+
+
+def _stream_lines(rows: Sequence[StreamRow]) -> list[str]:
+    """One line per stream and outcome; cases that fared alike share it (an ensemble of 50
+    members gives a few lines, not 250)."""
+    alike: dict[tuple[str, str], list[StreamRow]] = defaultdict(list)
+    for row in rows:
+        alike[(row.stream, row.status)].append(row)
+    lines = []
+    for (stream, status), group in alike.items():
+        files = sum(r.files for r in group)
+        who = group[0].case if len(group) == 1 else f"{len(group)} cases"
+        lines.append(f"  {who} {stream}: {files} file(s), {status}")
+    return lines
 
 
 def missing_processes(rows: Sequence[CoverageRow]) -> list[str]:
