@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ensembles.errors import InputFileError, UnitError
 from ensembles.ncread import read_values
@@ -390,6 +389,8 @@ def _ocean_wet_mask(case: CaseFiles, lat: np.ndarray, lon: np.ndarray) -> np.nda
     fractional, as LANDFRAC does); an atmosphere cell finer than the ocean grid that
     received none takes the wet value of its nearest ocean cell.
     """
+    from scipy.spatial import cKDTree  # ~0.5 s to import; only this fallback needs it
+
     for mask, olat, olon, area in (
         ("KMT", "TLAT", "TLONG", "TAREA"),
         ("wet", "geolat", "geolon", "areacello"),
