@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import xarray as xr
@@ -66,10 +66,7 @@ def coverage(
         Paths of the files that gave feature values: when none of a component's monthly
         files did, their failure is the reason.
     """
-    problems = list(problems)
-    models = defaultdict(set)
-    for f in files:
-        models[f.component].add(f.model)
+    seen = _by_component(files, list(problems))
     rows = []
     for feature in sorted(features().values(), key=_order):
         component = feature.var.component
@@ -78,9 +75,38 @@ def coverage(
         if feature.name in dataset.data_vars:
             rows.append(_built(feature, dataset[feature.name].attrs))
         else:
-            reason = _why_missing(feature, models[component], files, problems, with_features)
+            reason = _why_missing(feature, seen[component], with_features)
             rows.append(CoverageRow(component, feature.process, feature.name, "missing", reason))
     return rows
+
+
+@dataclass
+class _Component:
+    """What the build saw of one component: its models, monthly files and problems."""
+
+    models: set[str] = field(default_factory=set)
+    frequencies: set[str] = field(default_factory=set)
+    monthly: set[str] = field(default_factory=set)  # paths
+    problems: list[InputFileError] = field(default_factory=list)
+
+
+def _by_component(
+    files: Sequence[CesmFile], problems: list[InputFileError]
+) -> dict[str, _Component]:
+    """One pass over the files and one over the problems (an archive has ~10^5 files)."""
+    seen: dict[str, _Component] = defaultdict(_Component)
+    where: dict[str, str] = {}  # file or stream directory -> component
+    for f in files:
+        entry = seen[f.component]
+        entry.models.add(f.model)
+        entry.frequencies.add(f.frequency)
+        if f.is_monthly:
+            entry.monthly.add(str(f.path))
+        where[str(f.path)] = where[str(f.path.parent)] = f.component
+    for problem in problems:
+        if problem.path in where:
+            seen[where[problem.path]].problems.append(problem)
+    return seen
 
 
 def _order(feature: Feature) -> tuple[str, str, str]:
@@ -94,45 +120,33 @@ def _built(feature: Feature, attrs: dict) -> CoverageRow:
     return CoverageRow(feature.var.component, feature.process, feature.name, "built", detail)
 
 
-def _why_missing(
-    feature: Feature,
-    models: set[str],
-    files: Sequence[CesmFile],
-    problems: list[InputFileError],
-    with_features: Set[str],
-) -> str:
+def _why_missing(feature: Feature, seen: _Component, with_features: Set[str]) -> str:
+    """The most specific reason first: the feature or its recipe named, its region, no
+    monthly output, every file failing, and last the recipes looked for."""
     component = feature.var.component
-    usable = models & set(MODELS_OF_COMPONENT[component])
+    usable = seen.models & set(MODELS_OF_COMPONENT[component])
     if not usable:
         return f"no {component} output ({' or '.join(MODELS_OF_COMPONENT[component])}) found"
     recipes = {m: feature.var.source_options(m) for m in sorted(usable)}
     if not any(recipes.values()):
         return f"no recipe for {', '.join(sorted(usable))} (the variable is not written there)"
-    mine = [p for p in problems if _component_of(p, files) == component]
-    for problem in mine:  # the most specific reason first
+    for problem in seen.problems:
         if feature.name in problem.problem or f"{feature.variable}:" in problem.problem:
             return problem.problem
-    for problem in mine:
+    for problem in seen.problems:
         if f"region {feature.region} " in problem.problem:
             return problem.problem
-    monthly = [f for f in files if f.component == component and f.is_monthly]
-    if not monthly:
-        kinds = sorted({f.frequency for f in files if f.component == component})
-        return f"no monthly {component} output (only {', '.join(kinds)})"
-    paths = {str(f.path) for f in monthly}
-    failed = [p.problem for p in mine if p.path in paths and not p.problem.startswith("grid: ")]
-    if failed and not paths & with_features:
+    if not seen.monthly:
+        return f"no monthly {component} output (only {', '.join(sorted(seen.frequencies))})"
+    failed = [
+        p.problem
+        for p in seen.problems
+        if p.path in seen.monthly and not p.problem.startswith("grid: ")
+    ]
+    if failed and not seen.monthly & with_features:
         return f"no monthly {component} file gave values: {failed[0]}"
     shown = " or ".join("+".join(o) for options in recipes.values() for o in options)
     return f"none of {shown} in the monthly {'/'.join(sorted(usable))} files"
-
-
-def _component_of(problem: InputFileError, files: Sequence[CesmFile]) -> str | None:
-    """The component of the file or directory a problem names (a case's stream directory)."""
-    for f in files:
-        if problem.path in (str(f.path), str(f.path.parent)):
-            return f.component
-    return None
 
 
 def streams(

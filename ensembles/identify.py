@@ -72,8 +72,8 @@ def identify_by_content(path: Path, problem: UnrecognisedFileName) -> CesmFile:
             if model is None or not case:
                 raise problem
             frequency, start, end = _time_span(nc)
-    except OSError:
-        raise problem from None
+    except (OSError, AttributeError, ValueError, IndexError, TypeError):
+        raise problem from None  # unreadable, or a time axis without units: unplaced
     ensemble, member_id = split_case(case)
     logger.debug("%s: identified from its header as %s %s", path, case, model)
     return CesmFile(
@@ -104,7 +104,7 @@ def _time_span(nc: netCDF4.Dataset) -> tuple[str, str | None, str | None]:
     time = nc.variables.get("time")
     if time is None or time.size == 0:
         return "fixed", None, None
-    units, calendar = time.units, getattr(time, "calendar", "noleap")
+    units, calendar = time.units, getattr(time, "calendar", "noleap")  # no units: unplaced
     bounds = next((nc.variables[b] for b in BOUNDS_NAMES if b in nc.variables), None)
     if bounds is not None:
         edges = np.asarray(bounds[:], dtype=float)
