@@ -2,9 +2,10 @@
 
 A file's features are reused only while its path, size and modification time are
 unchanged *and* the feature definitions (registry, regions, esmwatch version) hash to the
-same value, so a nightly scan reads only new or changed files.  Failed reads are never
-stored: a half-written file is read again next time.  One row per block, not per file,
-keeps a rescan's lookups to a few dozen rows however long the runs are.
+same value, so a nightly scan reads only new or changed files (a file's size and mtime may
+come from :mod:`ensembles.listing`'s record of an unchanged directory rather than a ``stat``).
+Failed reads are never stored: a half-written file is read again next time.  One row per
+block, not per file, keeps a rescan's lookups to a few dozen rows however long the runs are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from ensembles.blocks import BlockKey, FeatureBlock
@@ -70,14 +71,23 @@ class FeatureCache:
         self._db.close()
 
 
-def unchanged(block: FeatureBlock, current: Collection[str]) -> list[int]:
-    """Indices of the block's files that are still there, at the signature they were read at."""
+def unchanged(
+    block: FeatureBlock,
+    current: Collection[str],
+    signature_of: Callable[[str], tuple[int, int]] = file_signature,
+) -> list[int]:
+    """Indices of the block's files that are still there, at the signature they were read at.
+
+    ``signature_of`` gives a file's (size, mtime) now: a ``stat``, or
+    :meth:`ensembles.listing.Listings.signature`, which trusts an unchanged directory's
+    listing instead.
+    """
     keep = []
     for i, (path, signature) in enumerate(zip(block.paths, block.signatures, strict=True)):
         if path not in current:
             continue
         try:
-            if file_signature(path) == signature:
+            if signature_of(path) == signature:
                 keep.append(i)
         except OSError:
             continue

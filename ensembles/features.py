@@ -39,8 +39,10 @@ from ensembles.extract import (
 )
 from ensembles.filenames import CesmFile, discover, split_case
 from ensembles.grids import CaseFiles, read_grid
+from ensembles.listing import Listings
 from ensembles.registry import Feature, definitions_hash, features, registry, source_names
 from ensembles.timeaxis import month_centre, month_label
+from ensembles.units import unit_registry
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ def build_features(
     n_workers: int | None = None,
     progress: bool = False,
     cases: Collection[str] | None = None,
+    verify: bool = False,
 ) -> FeatureSet:
     """Features of every member found under ``roots``.
 
@@ -178,8 +181,19 @@ def build_features(
         or the address of a ``dask.distributed`` scheduler already set as default.
     cases
         Only these members (case names): one ingestion task per member fills the cache.
+    verify
+        ``stat`` every file, even in directories unchanged since the last scan (whose
+        listings are otherwise reused: :mod:`ensembles.listing` says what that cannot see).
     """
-    files, problems = discover(roots)
+    cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
+    listings = Listings(cache.path, verify=verify) if cache else None
+    try:
+        files, problems = discover(roots, listings=listings)
+    except InputFileError:  # no CESM output at all: nothing to cache
+        if cache:
+            cache.close()
+            listings.close()
+        raise
     if cases is not None:
         files = [f for f in files if f.case in cases]
         problems = [p for p in problems if _names_a_case(p.path, cases)]
@@ -192,13 +206,15 @@ def build_features(
     candidates = {  # the kinds of file a fallback could use: a new kind may change a grid
         key: tuple(kind for kind, _ in auxiliary.get((key.case, key.model), ())) for key in groups
     }
-    cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
-    kept, trimmed = _unchanged_blocks(cache, groups, candidates) if cache else ({}, set())
+    kept, trimmed = _unchanged_blocks(cache, listings, groups, candidates) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
     todo = [f for f in usable if str(f.path) not in known]
     with _frozen_heap():
         outcomes = _run(todo, auxiliary, scheduler, n_workers, progress)
     problems.extend(InputFileError(o.path, o.problem) for o in outcomes if o.problem)
+    for outcome in outcomes if listings else ():
+        if outcome.signature:
+            listings.observed(outcome.path, outcome.signature)
     read = {str(f.path): f for f in todo}
     used: dict[BlockKey, set[str]] = defaultdict(set)
     for key, block in kept.items():
@@ -215,6 +231,7 @@ def build_features(
     if cache:
         cache.store(blocks[key] for key in trimmed | {b.key for b in fresh} if key in blocks)
         cache.close()
+        listings.close()
     dataset, table_problems = assemble(list(blocks.values()))
     problems.extend(table_problems)
     for problem in problems:
@@ -238,6 +255,7 @@ def build_features(
 
 def _unchanged_blocks(
     cache: FeatureCache,
+    listings: Listings,
     groups: dict[BlockKey, list[CesmFile]],
     candidates: dict[BlockKey, tuple[str, ...]],
 ) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
@@ -251,7 +269,7 @@ def _unchanged_blocks(
         if not _grid_unchanged(block.grid, candidates[key]):
             trimmed.add(key)
             continue
-        keep = unchanged(block, {str(f.path) for f in groups[key]})
+        keep = unchanged(block, {str(f.path) for f in groups[key]}, listings.signature)
         if len(keep) < len(block.paths):
             trimmed.add(key)
             block = block.subset(keep)
@@ -434,6 +452,7 @@ def _run(
 ) -> list[_Outcome]:
     if not todo:
         return []
+    unit_registry()  # built once here, not once in every forked reader
     batches = _batches(todo)
     tasks = [
         dask.delayed(read_batch)(

@@ -16,8 +16,12 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ensembles.errors import InputFileError, UnrecognisedFileName
+
+if TYPE_CHECKING:
+    from ensembles.listing import Listings
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +300,9 @@ def _netcdf_files(root: Path, visited: set[str]) -> Iterator[str]:
 
 
 def discover(
-    roots: Iterable[str | Path], patterns: Sequence[FilePattern] = FILE_PATTERNS
+    roots: Iterable[str | Path],
+    patterns: Sequence[FilePattern] = FILE_PATTERNS,
+    listings: Listings | None = None,
 ) -> tuple[list[CesmFile], list[InputFileError]]:
     """Find and parse every ``*.nc`` file under the data roots.
 
@@ -316,6 +322,9 @@ def discover(
         Data root directories; overlapping roots list each file once.
     patterns
         Accepted shapes, as for :func:`parse_filename`.
+    listings
+        Records of earlier scans (:mod:`ensembles.listing`): names parsed then are not
+        parsed again.
 
     Returns
     -------
@@ -335,21 +344,22 @@ def discover(
     files: list[CesmFile] = []
     errors: list[InputFileError] = []
     paths: dict[str, None] = {}  # strings: sorting 20,000 Paths costs more than parsing
+    parse = listings.parse if listings is not None else parse_filename
     visited: set[str] = set()
     for root in roots:
         if root.is_dir():
             paths.update(dict.fromkeys(_netcdf_files(root, visited)))
         else:
             errors.append(InputFileError(root, "data root is not a directory"))
-    for path in map(Path, sorted(paths)):
+    for path in sorted(paths):
         try:
-            files.append(parse_filename(path, patterns))
+            files.append(parse(path, patterns))
         except UnrecognisedFileName as exc:
-            if _RESTART.search(path.name):
+            if _RESTART.search(os.path.basename(path)):
                 logger.debug("skipping restart file %s", path)
                 continue
             try:
-                files.append(identify_by_content(path, exc))
+                files.append(identify_by_content(Path(path), exc))
             except UnrecognisedFileName as final:
                 errors.append(final)
     if not files:

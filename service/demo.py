@@ -110,7 +110,8 @@ def _findings(precursors: dict[str, Any], sensitivity: dict[str, Any], scan: dic
     units = sensitivity["target"]["units"]
     lines += [f"{p['parameter']}: {p['class']} (offline "
               f"{p['offline']['effect']:+.2g}, coupled {p['coupled']['effect']:+.2g} {units})"
-              for p in sensitivity["parameters"] if p["class"] not in ("consistent", "no-effect")]
+              for p in sensitivity["parameters"]
+              if p["class"] not in ("consistent", "no-effect", "inconclusive")]
     lines.append(f"scan: {len(scan['findings'])} new finding(s), alert delivered to "
                  f"{', '.join((scan['alert'] or {}).get('delivered', [])) or 'no sink'}")
     return lines

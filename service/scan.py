@@ -139,7 +139,8 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
         summary.members.append(row)
         found += _member_findings(row, settings.alert_risk)
     if ensemble.kind == "candidate" and features.sizes.get("member"):
-        found += _consistency_findings(ensemble, features, store, settings, summary)
+        found += _consistency_findings(ensemble, features, store, settings, summary,
+                                       states.get(ENSEMBLE_STATE, {}))
     for finding in found:
         owner = finding.member or ENSEMBLE_STATE
         if finding.key in states.get(owner, {}).get("alerted", []):
@@ -241,14 +242,38 @@ def _member_findings(row: MemberScan, alert_risk: float) -> list[Finding]:
     return found
 
 
+def complete_years(features: xr.Dataset) -> int:
+    """Model years in which every member has all twelve months of some variable."""
+    months = features.to_array().notnull().any("variable").all("member")
+    per_year = months.groupby(features.time.dt.year).sum()
+    return int((per_year == 12).sum())
+
+
 def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store,
-                          settings: Settings, summary: ScanSummary) -> list[Finding]:
-    """The candidate tested against the reference ensemble its metadata names."""
+                          settings: Settings, summary: ScanSummary,
+                          state: dict[str, Any]) -> list[Finding]:
+    """The candidate tested against the reference its metadata names, once per milestone.
+
+    A milestone is ``settings.consistency_every_years`` more complete years than at the last
+    test; between milestones the last verdict stands (its finding is repeated, so it is known,
+    not alerted again).
+    """
     reference_name = ensemble.meta.get("reference")
     if not reference_name:
         summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
                              "(metadata {\"reference\": NAME}); consistency not tested")
         return []
+    last = state.get("consistency", {})
+    years = complete_years(features)
+    due = years >= last.get("years", 0) + settings.consistency_every_years
+    if not due:
+        summary.notes.append(
+            f"{ensemble.name}: {years} complete years; consistency re-tested at "
+            f"{last.get('years', 0) + settings.consistency_every_years} (one test per "
+            f"{settings.consistency_every_years} new years); last verdict "
+            f"{last.get('verdict', 'none')}")
+        return (_inconsistent(ensemble.name, reference_name, last["failing_pcs"],
+                              last["n_pcs"]) if last.get("verdict") == "fail" else [])
     try:
         reference = store.get_ensemble(reference_name)
     except NotFound as err:
@@ -258,16 +283,29 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
                          scheduler=settings.file_scheduler)
     summary.files_read += ref.files_read
     summary.files_cached += ref.files_cached
-    result = consistency_test(ref.dataset, features, ConsistencySettings())
+    try:
+        result = consistency_test(ref.dataset, features, ConsistencySettings())
+    except ConfigurationError as err:
+        summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency not tested: "
+                             f"{err}")
+        return []
+    store.save_member_state(ensemble.id, ENSEMBLE_STATE, {**state, "consistency": {
+        "years": years, "verdict": result.verdict, "failing_pcs": result.failing_pcs,
+        "n_pcs": result.n_pcs}})
     summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency {result.verdict} "
-                         f"({result.failing_pcs}/{result.n_pcs} PCs fail, false-positive rate "
-                         f"{result.false_positive_rate:.1%})")
+                         f"at {years} complete years ({result.failing_pcs}/{result.n_pcs} PCs "
+                         f"fail, false-positive rate {result.false_positive_rate:.2%})")
     if result.verdict != "fail":
         return []
-    return [Finding(key=f"inconsistent:{ensemble.name}:{reference_name}", kind="inconsistent",
-                    ensemble=ensemble.name, value=float(result.failing_pcs),
-                    message=f"{ensemble.name} is statistically distinguishable from "
-                            f"{reference_name}: {result.failing_pcs} of {result.n_pcs} PCs fail")]
+    return _inconsistent(ensemble.name, reference_name, result.failing_pcs, result.n_pcs)
+
+
+def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
+                  ) -> list[Finding]:
+    return [Finding(key=f"inconsistent:{name}:{reference_name}", kind="inconsistent",
+                    ensemble=name, value=float(failing_pcs),
+                    message=f"{name} is statistically distinguishable from "
+                            f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
 
 
 def report_dir_files(directory: Path) -> list[Path]:

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="With workers, a scan fans out one ingestion job per member (queue io) "
                     "and runs any still queued after this long itself, so it never waits on "
                     "a busy or absent io worker.")
+    consistency_every_years: int = Field(
+        default=5, ge=1,
+        description="The scan tests a candidate against its reference once per this many new "
+                    "complete model years, not every night: re-testing a growing run nightly "
+                    "would let false alarms accumulate.")
     alert_risk: float = Field(
         default=0.5, gt=0, lt=1,
         description="Scan alert when a member's calibrated freeze risk reaches this.")

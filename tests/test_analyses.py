@@ -10,6 +10,7 @@ from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
 from detectors.samples import SampleRule
 from service.analyses.precursors import run_precursors, top_findings
+from service.result_files import write_result
 from synth.ensemble import simulate_ensemble
 from synth.table import feature_table
 
@@ -21,11 +22,16 @@ def test_run_precursors_writes_a_valid_result_report_and_figures(tmp_path) -> No
     settings = PrecursorSettings(models=("mlp", "logistic"), n_boot=100,
                                  samples=SampleRule(leads_months=(12,)))
     result = run_precursors(table, tmp_path, settings, ["some/file.nc: truncated"])
+    assert not (tmp_path / "result.json").exists()  # the caller writes it, once
+    write_result(tmp_path, result)
     document = json.loads((tmp_path / "result.json").read_text())
     PrecursorResult.model_validate(document)
     assert document["schema"] == 1 and document["job"] == "precursors"
     assert any(n.startswith("input: some/file.nc") for n in document["notes"])
     assert all(m["max_risk"] is not None for m in document["members"])
+    risk = document["risk_model"]
+    assert risk["horizon_months"] > 0 and risk["test_members"]
+    assert 0 <= risk["expected_calibration_error"] <= 1
     html = (tmp_path / "report.html").read_text()
     for figure in ("skill_by_lead", "process_importance", "top_features", "lag_profiles",
                    "freshwater_budget", "member_timelines"):

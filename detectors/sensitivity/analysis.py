@@ -9,11 +9,16 @@ OAAT designs are analysed member by member (:mod:`.effects`), sampled designs th
 emulator per setup (:mod:`.emulator`); both give, per parameter and setup, the effect (high end
 minus low end, target units) with a CI, and :func:`.verdict.classify` compares the two setups.
 
-Effect CIs are **simultaneous over the parameters** by default (Bonferroni: each at
-``1 - (1 - ci_level) / p``). With per-parameter 90% intervals, a PPE of seven parameters would
-call some absent effect present in about half of all analyses; with simultaneous intervals that
-happens in at most 10% of them per setup, and a false sign flip (two intervals excluding zero
-in opposite directions) far more rarely.
+Effect CIs are **simultaneous over the parameters and both setups** by default (Bonferroni:
+each at ``1 - (1 - ci_level) / (2 p)``), because every verdict reads both setups' intervals.
+With per-parameter 90% intervals, a PPE of seven parameters would call some absent effect
+present in about half of all analyses; with simultaneous intervals that happens in at most 10%
+of them over both setups, and a false sign flip (two intervals excluding zero in opposite
+directions) far more rarely.
+
+The first ``spinup_years`` model years of every member are dropped before the season means
+(default 2: a perturbed land state adjusts over the first years, and the coupled system with
+it); the result states which years were used.
 """
 
 from __future__ import annotations
@@ -44,7 +49,16 @@ from detectors.sensitivity.results import (
     TargetRow,
 )
 from detectors.sensitivity.targets import TargetSpec, parse_target, resolve_target, responses
-from detectors.sensitivity.verdict import Effect, VerdictSettings, classify, floor, is_present
+from detectors.sensitivity.verdict import (
+    Effect,
+    VerdictSettings,
+    classify,
+    floor,
+    is_absent,
+    is_present,
+    margin,
+    ratio_ci,
+)
 from ensembles.errors import ConfigurationError
 from ensembles.ppe import SETUPS, PpeInputs
 
@@ -64,9 +78,12 @@ class SensitivitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ci_level: float = Field(0.9, gt=0.5, lt=1.0, description="level of every CI")
     simultaneous: bool = Field(True, description="effect CIs are simultaneous over the "
-                               "parameters (Bonferroni: each at 1 - (1 - ci_level) / p), so "
-                               "that the chance of any absent effect of a setup looking "
-                               "present is at most 1 - ci_level")
+                               "parameters and both setups (Bonferroni: each at "
+                               "1 - (1 - ci_level) / (2 p)), so that the chance of any absent "
+                               "effect looking present, in either setup, is at most "
+                               "1 - ci_level")
+    spinup_years: int = Field(2, ge=0, description="the first model years of every member "
+                              "dropped as spin-up")
     n_bootstrap: int = Field(200, ge=0, description="sampled designs: bootstrap refits")
     cv_folds: int = Field(5, ge=2)
     cv_tolerance: float = Field(0.01, ge=0.0, description="CV R^2 a simpler emulator may lose")
@@ -80,15 +97,27 @@ class SensitivitySettings(BaseModel):
     verdict: VerdictSettings = Field(default_factory=VerdictSettings)
 
     def effect_level(self, n_parameters: int) -> float:
-        """Level of each effect's CI (Bonferroni-adjusted when ``simultaneous``)."""
+        """Level of each effect's CI (Bonferroni over parameters x setups when
+        ``simultaneous``)."""
         if not self.simultaneous:
             return self.ci_level
-        return 1.0 - (1.0 - self.ci_level) / max(n_parameters, 1)
+        return 1.0 - (1.0 - self.ci_level) / (2 * max(n_parameters, 1))
 
 
 def _member_responses(dataset: xr.Dataset, spec: TargetSpec, members: Sequence[str],
-                      setup: str, notes: list[str]) -> tuple[pd.Series, xr.DataArray]:
+                      setup: str, spinup_years: int, notes: list[str]
+                      ) -> tuple[pd.Series, xr.DataArray]:
     series = dataset[spec.feature].sel(member=list(members))
+    if spinup_years:
+        years = series["time"].dt.year
+        first = int(years.min())
+        series = series.isel(time=np.flatnonzero((years >= first + spinup_years).values))
+        if not series.sizes["time"]:
+            raise ConfigurationError(
+                f"{setup} runs cover {int(years.max()) - first + 1} model year(s); dropping "
+                f"{spinup_years} spin-up years leaves none (set spinup_years lower)")
+        notes.append(f"{setup}: model years {first:04d}-{first + spinup_years - 1:04d} "
+                     f"dropped as spin-up ({spinup_years} years)")
     response, by_year = responses(series, spec)
     values = pd.Series(response.values, index=[str(m) for m in response["member"].values])
     bad = values.index[~np.isfinite(values.to_numpy())]
@@ -220,11 +249,12 @@ def _sampled(response: Mapping[str, pd.Series], inputs: PpeInputs,
     return found, section, sobol_rows, shap_rows
 
 
-def _effect_row(effect: SetupEffect, threshold: float) -> SetupEffectRow:
+def _effect_row(effect: SetupEffect, threshold: float, band: float) -> SetupEffectRow:
     return SetupEffectRow(effect=effect.effect, ci=effect.ci, low=effect.low, high=effect.high,
                           low_value=effect.low_value, high_value=effect.high_value,
                           n_low=effect.n_low, n_high=effect.n_high,
-                          present=is_present(Effect(effect.effect, effect.ci), threshold))
+                          present=is_present(Effect(effect.effect, effect.ci), threshold),
+                          absent=is_absent(Effect(effect.effect, effect.ci), band))
 
 
 def _range_notes(found: Mapping[str, Mapping[str, SetupEffect]], inputs: PpeInputs) -> list[str]:
@@ -271,8 +301,8 @@ def analyse_sensitivity(datasets: Mapping[str, xr.Dataset], inputs: PpeInputs,
     response, by_year = {}, {}
     for setup in SETUPS:
         members = list(inputs.setups[setup].values.index)
-        response[setup], by_year[setup] = _member_responses(datasets[setup], spec, members,
-                                                            setup, notes)
+        response[setup], by_year[setup] = _member_responses(
+            datasets[setup], spec, members, setup, settings.spinup_years, notes)
     step(0.1, f"{inputs.design} design: {len(response['coupled'])} coupled and "
               f"{len(response['offline'])} offline members")
     noise: list[NoiseRow] = []
@@ -287,18 +317,22 @@ def analyse_sensitivity(datasets: Mapping[str, xr.Dataset], inputs: PpeInputs,
         raise ConfigurationError(f"target {spec}: no parameter has an effect estimate in both "
                                  "setups")
     scale = max(abs(found[s][n].effect) for s in SETUPS for n in names)
-    threshold = floor(settings.verdict, scale)
+    threshold, band = floor(settings.verdict, scale), margin(settings.verdict, scale)
+    level = settings.effect_level(len(inputs.names))
     rows = []
     for name in names:
         off, cpl = found["offline"][name], found["coupled"][name]
-        verdict, reason = classify(Effect(off.effect, off.ci), Effect(cpl.effect, cpl.ci),
-                                   settings.verdict, scale)
+        off_e, cpl_e = Effect(off.effect, off.ci), Effect(cpl.effect, cpl.ci)
+        verdict, reason = classify(off_e, cpl_e, settings.verdict, scale, level)
         spec_p = inputs.parameters[name]
         rows.append(ParameterRow(
             parameter=name, units=spec_p.units, default=spec_p.default, min=spec_p.low,
-            max=spec_p.high, offline=_effect_row(off, threshold),
-            coupled=_effect_row(cpl, threshold), verdict=verdict, reason=reason,
-            ratio=cpl.effect / off.effect if off.effect != 0 else None))
+            max=spec_p.high, offline=_effect_row(off, threshold, band),
+            coupled=_effect_row(cpl, threshold, band), verdict=verdict, reason=reason,
+            ratio=cpl.effect / off.effect if off.effect != 0 else None,
+            ratio_ci=(ratio_ci(off_e, cpl_e, level, settings.verdict.seed)
+                      if is_present(off_e, threshold) and is_present(cpl_e, threshold)
+                      and off.effect * cpl.effect > 0 else None)))
     step(0.95, "verdicts")
     years = sorted({int(y) for s in SETUPS for y in by_year[s]["year"].values})
     target_row = TargetRow(
@@ -324,7 +358,8 @@ def analyse_sensitivity(datasets: Mapping[str, xr.Dataset], inputs: PpeInputs,
                  "pairs": [list(p) for p in inputs.pairs],
                  "sources": {s: inputs.setups[s].source for s in SETUPS}},
         settings=settings.model_dump(mode="json"),
-        ci_level_effects=settings.effect_level(len(inputs.names)), verdict_floor=threshold,
+        ci_level_effects=level, verdict_floor=threshold, absent_margin=band,
+        spinup_years=settings.spinup_years,
         parameters=rows,
         noise=noise, emulator=section, sobol=sobol_rows, shap=shap_rows, members=member_rows,
         notes=notes)

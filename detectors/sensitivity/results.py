@@ -56,6 +56,7 @@ class SetupEffectRow(Strict):
     n_low: int | None = Field(None, description="OAAT: members averaged at the low end")
     n_high: int | None = None
     present: bool = Field(description="the CI excludes zero and |effect| >= the floor")
+    absent: bool = Field(description="the whole CI lies within +- absent_margin")
 
 
 class ParameterRow(Strict):
@@ -69,6 +70,8 @@ class ParameterRow(Strict):
     verdict: Verdict = Field(alias="class")
     reason: str
     ratio: float | None = Field(None, description="coupled / offline effect")
+    ratio_ci: CI | None = Field(None, description="CI of the ratio (both effects present, "
+                                "same sign): parametric bootstrap at ci_level_effects")
 
 
 class NoiseRow(Strict):
@@ -140,8 +143,10 @@ class MemberRow(Strict):
 
 
 class SensitivityResult(ResultContract):
-    """The sensitivity job's result."""
+    """The sensitivity job's result (schema 2: ``inconclusive``, ratio CIs, absent margin,
+    spin-up)."""
 
+    schema_version: int = Field(2, alias="schema")
     job: Literal["sensitivity"] = "sensitivity"
     target: TargetRow
     design: Literal["oaat", "sampled"]
@@ -151,9 +156,12 @@ class SensitivityResult(ResultContract):
     pairing: dict = Field(description="how coupled and offline runs were paired")
     settings: dict
     ci_level_effects: float = Field(description="level of each effect CI: settings.ci_level, "
-                                    "Bonferroni-adjusted over the parameters when "
+                                    "Bonferroni-adjusted over parameters x both setups when "
                                     "settings.simultaneous")
     verdict_floor: float = Field(description="smallest |effect| that counts as present")
+    absent_margin: float = Field(description="an effect whose CI lies within +- this is "
+                                 "absent; neither present nor absent: unresolved")
+    spinup_years: int = Field(description="first model years of every member dropped")
     parameters: list[ParameterRow]
     noise: list[NoiseRow] = Field(default_factory=list)
     emulator: EmulatorSection | None = None

@@ -24,14 +24,22 @@ def run_consistency(reference: xr.Dataset, candidate: xr.Dataset, outdir: Path,
             ["PC", "explained variance", "failing runs", "fails"],
             [(p.pc, p.explained_variance, ", ".join(p.failing_runs), p.fails)
              for p in result.pcs])]),
+        Section("Power against effect size", tables=[Table(
+            ["shifted", "shift (reference sd)", "detection rate", "CI"],
+            [(p.pattern, p.shift_sd, p.detection_rate, f"[{p.ci[0]:.2f}, {p.ci[1]:.2f}]")
+             for p in result.power])]),
+        Section("Variables dropped (pyCECT filters)", tables=[Table(
+            ["variable", "reason"], [(d.variable, d.reason) for d in result.dropped_variables])]),
     ])
     return result
 
 
 def consistency_summary(result: ConsistencyResult, settings: ConsistencySettings) -> str:
     """The verdict with the rule that produced it, in one sentence."""
+    cal = result.calibration
     return (f"{result.verdict.upper()}: {result.failing_pcs} of {result.n_pcs} PCs fail "
-            f"(rule: a PC fails outside {settings.sigma} sd in {settings.runs_failing} of "
-            f"{settings.runs} runs; the case fails with {settings.min_failing_pcs} failing "
-            f"PCs). False-positive rate on held-out reference members: "
-            f"{result.false_positive_rate:.1%}.")
+            f"(rule: a PC fails outside {result.sigma:g} sd in {settings.runs_failing} of "
+            f"{settings.runs} runs; the case fails with {result.min_failing_pcs} failing "
+            f"PCs). False-positive rate on {cal.n_triples} {cal.method} held-out reference "
+            f"triples: {cal.false_positive_rate:.2%} [{cal.ci[0]:.2%}, {cal.ci[1]:.2%}] "
+            f"(target {cal.target_fpr:.2%}).")

@@ -111,7 +111,9 @@ def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
     each = f"{100 * result.ci_level_effects:.1f}%"
     verdict_rows = [(p.parameter, p.verdict, p.offline.effect, _ci(p.offline.ci),
                      p.coupled.effect, _ci(p.coupled.ci),
-                     "" if p.ratio is None else p.ratio, p.reason) for p in result.parameters]
+                     "" if p.ratio is None else p.ratio,
+                     _ci(p.ratio_ci), p.reason)
+                    for p in result.parameters]
     counts = {v: sum(p.verdict == v for p in result.parameters)
               for v in dict.fromkeys(p.verdict for p in result.parameters)}
     sections = [
@@ -126,14 +128,17 @@ def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
             f"An effect is the response at the high end of the parameter's range minus the low "
             f"end; it counts as present when its CI excludes zero and it is at least "
-            f"{result.verdict_floor:.3g} {t.units}. A sign flip needs both CIs to exclude "
-            f"zero. CIs are {level}% "
-            + (f"simultaneous over the parameters (each {each}, Bonferroni)."
+            f"{result.verdict_floor:.3g} {t.units}, and absent when its whole CI lies within "
+            f"+-{result.absent_margin:.3g} {t.units}; neither makes the verdict "
+            f"`inconclusive` where the class depends on it. A sign flip needs both CIs to "
+            f"exclude zero; amplified and damped are read from the CI of the ratio. The first "
+            f"{result.spinup_years} model years are dropped as spin-up. CIs are {level}% "
+            + (f"simultaneous over the parameters and both setups (each {each}, Bonferroni)."
                if result.settings.get("simultaneous") else "per parameter.")],
             notes=result.notes),
         Section("Offline versus coupled effects", tables=[Table(
             ["parameter", "class", "offline", f"{each} CI", "coupled", f"{each} CI",
-             "coupled/offline", "why"], verdict_rows)],
+             "coupled/offline", "ratio CI", "why"], verdict_rows)],
             figures=[figs.effects(result, outdir)]),
     ]
     if result.noise:

@@ -96,6 +96,10 @@ def features_cmd(
     ),
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
+    verify: Annotated[bool, typer.Option(
+        help="Check every file's size and mtime, also in directories unchanged since the "
+             "last scan (which are otherwise trusted; a file rewritten in place is only "
+             "seen this way).")] = False,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
     from ensembles.coverage import render
@@ -103,7 +107,7 @@ def features_cmd(
 
     with user_errors():
         result = build_features(roots, cache_dir=cache_dir_or_default(cache_dir),
-                                n_workers=workers, progress=True)
+                                n_workers=workers, progress=True, verify=verify)
         result.dataset.to_netcdf(output)
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
@@ -189,7 +193,8 @@ def analyze_sensitivity(
 ) -> None:
     """Coupled vs offline effect of each parameter on a target, with CIs and a verdict.
 
-    Verdicts: consistent, amplified, damped, sign-flip, coupled-only, offline-only, no-effect.
+    Verdicts: consistent, amplified, damped, sign-flip, coupled-only, offline-only, no-effect,
+    inconclusive (the intervals cannot tell the classes apart: more members would).
     Tables not given are looked for beside the roots (the layout `esmwatch synth --kind ppe`
     writes).
     """
@@ -216,8 +221,12 @@ def check_consistency(
     reference: Annotated[Path, typer.Option(help="Root of the reference (pertlim) ensemble.")],
     case: Annotated[Path, typer.Option(help="Root holding the candidate's runs.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
-    sigma: Annotated[float, typer.Option(help="PC score threshold in ensemble sd.")] = 2.0,
-    min_failing_pcs: Annotated[int, typer.Option(help="Failing PCs that fail the case.")] = 2,
+    sigma: Annotated[float | None, typer.Option(
+        help="PC score threshold in ensemble sd (default: calibrated to --target-fpr).")] = None,
+    min_failing_pcs: Annotated[int | None, typer.Option(
+        help="Failing PCs that fail the case (default: the most powerful of 1-3).")] = None,
+    target_fpr: Annotated[float, typer.Option(
+        help="False-positive rate on held-out reference triples.")] = 0.005,
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
 ) -> None:
     """pyCECT-style test: is the candidate statistically distinguishable from the reference?"""
@@ -227,14 +236,15 @@ def check_consistency(
     from service.result_files import write_result
 
     with user_errors():
-        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs)
+        settings = ConsistencySettings(sigma=sigma, min_failing_pcs=min_failing_pcs,
+                                       target_fpr=target_fpr)
         cache = cache_dir_or_default(cache_dir)
         ref = load_features([reference], cache).dataset
         cand = load_features([case], cache).dataset
         result = run_consistency(ref, cand, out, settings)
         write_result(out, result)
-    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail, "
-               f"false-positive rate {result.false_positive_rate:.1%}; report: "
+    typer.echo(f"{result.verdict}: {result.failing_pcs}/{result.n_pcs} PCs fail at sigma "
+               f"{result.sigma:g}, false-positive rate {result.false_positive_rate:.2%}; report: "
                f"{(out / 'report.html').resolve()}")
 
 
