@@ -1,9 +1,10 @@
-"""Attribution: out-of-fold SHAP aggregated to processes, shadow nulls and drop-process tests.
+"""Attribution: out-of-fold SHAP aggregated to processes, a permutation null and drop tests.
 
 Process importance is the mean over windows of |sum of the process's SHAP values| (so a process
-is not inflated by having many features), with member-bootstrap CIs shared across leads.  A
-process must beat permuted *shadow* copies of the processes (Bonferroni over processes), and in
-the drivers view its removal must cost more skill than refitting the same model with another
+is not inflated by having many features), with member-bootstrap CIs shared across leads.  In
+every view a process is ``significant`` only if it beats the persistence-preserving
+permutation null (:mod:`detectors.permutation`, Bonferroni over the view's processes); in the
+drivers view its removal must also cost more skill than refitting the same model with another
 seed: that drop test is what separates a driver from a decoy that merely co-varies with it.
 """
 
@@ -19,6 +20,7 @@ from joblib import delayed
 from detectors.crossval import Fold, fold_inputs, model_oof, parallel
 from detectors.explain import additivity_error, explain, kernel_crosscheck
 from detectors.models import get_model
+from detectors.permutation import PermutationNull
 from detectors.precursors.results import ExplainerCheck, FeatureRow, ProcessRow
 from detectors.samples import SampleSet
 from detectors.skill import group_counts, interval, weighted_roc_auc
@@ -30,54 +32,29 @@ if TYPE_CHECKING:
 class _Shap:
     columns: list[tuple[str, int]]
     rows: np.ndarray  # indices of the explained windows (all positives, some negatives)
-    values: np.ndarray  # (rows, columns) out-of-fold SHAP, shadows dropped
-    shadow_importance: float
+    values: np.ndarray  # (rows, columns) out-of-fold SHAP
     inputs: np.ndarray  # (rows, columns) standardised inputs, for directions
     checks: list[ExplainerCheck]
 
 
-def _shadow_blocks(
-    columns: list[tuple[str, int]], process_of: dict[str, str]
-) -> dict[str, np.ndarray]:
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for i, (feature, _) in enumerate(columns):
-        blocks[process_of[feature]].append(i)
-    return {p: np.array(ix) for p, ix in blocks.items()}
-
-
 def explain_oof(samples: SampleSet, folds: list[Fold], settings: PrecursorSettings,
-                 model_name: str) -> _Shap:
+                model_name: str) -> _Shap:
+    """Out-of-fold SHAP of the explained model: each fold's model explains its test windows."""
     spec = get_model(model_name)
-    columns = samples.summary_columns()
-    process_of = dict(zip(samples.features, samples.processes, strict=True))
-    blocks = _shadow_blocks(columns, process_of)
     rng = np.random.default_rng(settings.seed)
-    rows, values, inputs, shadow_values, checks = [], [], [], [], []
+    rows, values, inputs, checks = [], [], [], []
     for k, fold in enumerate(folds):
         explained = _explained_rows(samples.y, fold.test, settings.explain_rows, rng)
-        x = {
-            part: fold_inputs(samples, fold, ix, "summary")
-            for part, ix in (("train", fold.train), ("test", explained))
-        }
-        shadows = {
-            part: np.concatenate([_permuted(x[part][:, ix], rng) for ix in blocks.values()], axis=1)
-            for part in x
-        }
-        x_train = np.concatenate([x["train"], shadows["train"]], axis=1)
-        x_test = np.concatenate([x["test"], shadows["test"]], axis=1)
+        x_train = fold_inputs(samples, fold, fold.train, "summary")
+        x_test = fold_inputs(samples, fold, explained, "summary")
         model = spec.build(seed=settings.seed).fit(
             x_train, samples.y[fold.train], groups=samples.groups[fold.train]
         )
         background = x_train[rng.choice(len(x_train), min(100, len(x_train)), replace=False)]
         expl = explain(model, spec, background, x_test, seed=settings.seed)
-        n_real = len(columns)
         rows.append(explained)
-        values.append(expl.values[:, :n_real])
-        inputs.append(x["test"])
-        offsets = np.cumsum([0] + [len(ix) for ix in blocks.values()])
-        shadow_values.append(np.stack(
-            [expl.values[:, n_real + offsets[b]: n_real + offsets[b + 1]].sum(axis=1)
-             for b in range(len(blocks))], axis=1))
+        values.append(expl.values)
+        inputs.append(x_test)
         check = ExplainerCheck(
             view=samples.view,
             lead_months=samples.lead,
@@ -97,8 +74,7 @@ def explain_oof(samples: SampleSet, folds: list[Fold], settings: PrecursorSettin
             check.kernel_rank_correlation = cross["spearman_mean_abs"]
             check.kernel_n = cross["n"]
         checks.append(check)
-    shadow_importance = float(np.abs(np.concatenate(shadow_values)).mean(axis=0).max())
-    return _Shap(columns, np.concatenate(rows), np.concatenate(values), shadow_importance,
+    return _Shap(samples.summary_columns(), np.concatenate(rows), np.concatenate(values),
                  np.concatenate(inputs), checks)
 
 
@@ -117,10 +93,6 @@ def _explained_rows(y: np.ndarray, test: np.ndarray, limit: int, rng: np.random.
     return np.concatenate([positives, negatives])
 
 
-def _permuted(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return block[rng.permutation(len(block))]
-
-
 @dataclass
 class ViewLead:
     """Everything one (view, lead) pass keeps for the aggregation across leads."""
@@ -130,6 +102,7 @@ class ViewLead:
     shap: _Shap
     explain_oof: np.ndarray
     model: str
+    strata: np.ndarray  # fold x window end of each window (stratified AUC)
 
 
 def _bootstrap_weights(
@@ -161,9 +134,11 @@ def _ci(replicates: np.ndarray) -> tuple[float, float]:
 
 
 def aggregate(
-    view: str, passes: list[ViewLead], settings: PrecursorSettings, notes: list[str]
+    view: str, passes: list[ViewLead], null: PermutationNull, settings: PrecursorSettings,
+    notes: list[str]
 ) -> tuple[list[ProcessRow], list[FeatureRow]]:
-    """Process and feature importance over all leads of one view, with CIs and drop tests."""
+    """Process and feature importance over all leads of one view, with CIs, the permutation
+    test and drop tests."""
     first = passes[0].samples
     process_of = dict(zip(first.features, first.processes, strict=True))
     role_of = {p: r for p, r in zip(first.processes, first.roles, strict=True)}
@@ -194,7 +169,10 @@ def aggregate(
             per_feature[key].append(
                 _mean_by_weights(np.abs(vl.shap.values[:, [i]]), gi, weights, n_groups)
             )
-    null = float(np.mean([vl.shap.shadow_importance for vl in passes]))
+    level = settings.alpha / len(per_process)
+    p_values = dict(zip(null.processes, null.p_values(), strict=True))
+    threshold = dict(zip(null.processes, null.null_quantile(level), strict=True))
+    observed = dict(zip(null.processes, null.observed, strict=True))
     rows = []
     for process, parts in per_process.items():
         point = float(np.mean([p[0][0] for p in parts]))
@@ -209,8 +187,10 @@ def aggregate(
                 importance=point,
                 ci=ci,
                 drop_auc=None,
-                significant=bool(np.mean(replicates <= null) < settings.alpha / len(per_process)),
-                null_importance=null,
+                significant=bool(p_values[process] <= level),
+                p_value=float(p_values[process]),
+                test_auc=float(observed[process]),
+                null_auc=float(threshold[process]),
                 direction=_direction(directions[process]),
                 peak_lag_months=int(max(profile, key=profile.get)),
                 lag_profile={str(k): v for k, v in sorted(profile.items())},
@@ -231,12 +211,13 @@ def aggregate(
     needed = set()
     if tested:
         _, noise_ci, noise = _drop_summary(by_process[REFIT], passes, weights, group_index)
+        noise = np.abs(noise) if noise is not None else np.zeros(weights.shape[0])
         notes.append(f"{view} view: refitting with another seed moves ROC AUC by "
                      f"[{noise_ci[0]:+.3f}, {noise_ci[1]:+.3f}] (90%); a drop test must exceed it")
     for row in tested:
         row.drop_auc, row.drop_auc_ci, replicates = _drop_summary(
             by_process[row.process], passes, weights, group_index)
-        beyond_noise = replicates - np.abs(noise) if replicates is not None else None
+        beyond_noise = replicates - noise if replicates is not None else None
         if beyond_noise is not None and (
                 np.mean(beyond_noise <= 0) < settings.alpha / len(tested)):
             needed.add(row.process)
@@ -301,10 +282,11 @@ def _drop_summary(
         gi = group_index[next(i for i, p in enumerate(passes) if p is vl)]
         y = vl.samples.y
         unit = np.ones((1, y.size))
-        losses.append(float(weighted_roc_auc(y, vl.explain_oof, unit)[0]
-                            - weighted_roc_auc(y, p_drop, unit)[0]))
+        losses.append(float(weighted_roc_auc(y, vl.explain_oof, unit, vl.strata)[0]
+                            - weighted_roc_auc(y, p_drop, unit, vl.strata)[0]))
         w = weights[:, gi]
-        replicates.append(weighted_roc_auc(y, vl.explain_oof, w) - weighted_roc_auc(y, p_drop, w))
+        replicates.append(weighted_roc_auc(y, vl.explain_oof, w, vl.strata)
+                          - weighted_roc_auc(y, p_drop, w, vl.strata))
     if not losses:
         return None, None, None
     mean = np.nanmean(replicates, axis=0)

@@ -48,6 +48,21 @@ def make_folds(samples: SampleSet, n_folds: int, seed: int) -> list[Fold]:
     return out
 
 
+def fold_strata(samples: SampleSet, folds: list[Fold]) -> np.ndarray:
+    """Stratum of each window for the stratified AUC: fold x configuration x window end.
+
+    Only a positive and a negative scored by the same fold model at the same model time
+    are compared (see :mod:`detectors.skill`).
+    """
+    fold = np.full(samples.y.size, -1)
+    for k, f in enumerate(folds):
+        fold[f.test] = k
+    keys = np.char.add(np.char.add(fold.astype(str), "|"),
+                       np.char.add(np.char.add(samples.configuration.astype(str), "|"),
+                                   samples.end_index.astype(str)))
+    return np.unique(keys, return_inverse=True)[1].ravel()
+
+
 def fold_inputs(samples: SampleSet, fold: Fold, index: np.ndarray, kind: str) -> np.ndarray:
     seq = fold.scaler.transform(samples.subset(index))
     return seq if kind == "sequence" else summarise(seq, samples.rule.block_months)
@@ -94,14 +109,20 @@ def _baseline_scores(
 def baseline_oof(
     samples: SampleSet, salinity: SampleSet | None, folds: list[Fold]
 ) -> dict[str, np.ndarray]:
-    """Each baseline's number mapped to a probability by a one-feature logistic regression."""
+    """Each baseline's number mapped to a probability by a one-feature logistic regression.
+
+    Class-balanced, like every classifier in the skill table, so that Brier scores compare
+    like with like (an unweighted baseline would be scored on calibrated-to-prevalence
+    probabilities, a classifier on balanced ones).
+    """
     out: dict[str, np.ndarray] = {}
     for fold in folds:
         scaler = Standardiser().fit(salinity.subset(fold.train)) if salinity is not None else None
         train = _baseline_scores(samples, salinity, scaler, fold.train)
         test = _baseline_scores(samples, salinity, scaler, fold.test)
         for name, x in train.items():
-            clf = LogisticRegression().fit(x[:, None], samples.y[fold.train])
+            clf = LogisticRegression(class_weight="balanced").fit(x[:, None],
+                                                                   samples.y[fold.train])
             out.setdefault(name, np.full(samples.y.size, np.nan))
             out[name][fold.test] = clf.predict_proba(test[name][:, None])[:, 1]
     return out

@@ -6,6 +6,12 @@ froze when N consecutive winters are frozen, and its onset is January of the fir
 Mixed-layer diagnostics differ between models (POP ``HMXL`` is a monthly mean, ``XMXL`` a
 monthly maximum, MOM6 ``MLD_003`` a density-criterion depth), so each has its own threshold
 and the one used is written into the result.
+
+A member that has not frozen is only known not to freeze up to its last *labellable*
+winter: an onset needs N winters of record, so a record ending with one or two frozen
+winters (or just ending) says nothing about an onset from then on.  ``censored_from`` gives
+that month for every unfrozen member, and samples and risk targets whose horizon reaches it
+are dropped rather than counted as negatives.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class Labels:
     frozen_winter: xr.DataArray  # (member, year) bool
     rule: LabelRule
     mixed_layer: str | None  # the diagnostic used, or None when ice alone was used
+    censored_from: xr.DataArray  # (member,) "YYYY-01" from which an onset cannot be ruled out
+    #                              ("" for frozen members, whose onset is known)
 
     def to_records(self) -> list[dict]:
         return [
@@ -95,18 +103,18 @@ def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels
             f"cannot label freezes: no mixed-layer feature ({', '.join(MIXED_LAYER_DIAGNOSTICS)}"
             f" on {rule.region}) and no {ice_name} in the feature table"
         )
-    flags = []
+    means, thresholds = [], []
     if mld is not None:
         name, series = mld
-        march = winter_means(series, (3,))
-        flags.append(march < rule.mld_threshold_m[name])
+        means.append(winter_means(series, (3,)))
+        thresholds.append(lambda m, t=rule.mld_threshold_m[name]: m < t)
     if ice is not None:
-        flags.append(winter_means(ice, (1, 2, 3)) > rule.ice_threshold)
-    if len(flags) == 2 and rule.combine in ("and", "or"):
-        both = xr.align(*flags, join="inner")
-        frozen = (both[0] & both[1]) if rule.combine == "and" else (both[0] | both[1])
-    else:
-        frozen = flags[0]
+        means.append(winter_means(ice, (1, 2, 3)))
+        thresholds.append(lambda m: m > rule.ice_threshold)
+    means = list(xr.align(*means, join="inner"))
+    observed = np.logical_and.reduce([m.notnull().values for m in means])
+    flags = [test(m) for test, m in zip(thresholds, means, strict=True)]
+    frozen = _combine(flags, rule)
     onset_year = first_run(frozen.values, rule.consecutive_winters)
     years = frozen.year.values
     onset = np.array([f"{years[i]:04d}-01" if i >= 0 else "" for i in onset_year], dtype=object)
@@ -117,4 +125,35 @@ def label_freezes(features: xr.Dataset, rule: LabelRule | None = None) -> Labels
         frozen_winter=frozen,
         rule=rule,
         mixed_layer=mld[0] if mld is not None else None,
+        censored_from=xr.DataArray(_censored_from(frozen.values, observed, years, onset_year,
+                                                  rule.consecutive_winters),
+                                   coords={"member": member}),
     )
+
+
+def _combine(flags: list[xr.DataArray], rule: LabelRule) -> xr.DataArray:
+    if len(flags) == 2 and rule.combine in ("and", "or"):
+        return (flags[0] & flags[1]) if rule.combine == "and" else (flags[0] | flags[1])
+    return flags[0]
+
+
+def _censored_from(frozen: np.ndarray, observed: np.ndarray, years: np.ndarray,
+                   onset_year: np.ndarray, consecutive: int) -> np.ndarray:
+    """First January from which an unfrozen member's onset cannot be ruled out.
+
+    After the last observed winter, the trailing run of frozen winters (shorter than
+    ``consecutive``, or the member would have frozen) may be the start of a freeze; with no
+    trailing frozen winter the censoring starts the winter after the record.
+    """
+    out = np.full(frozen.shape[0], "", dtype=object)
+    for i in np.flatnonzero(onset_year < 0):
+        seen = np.flatnonzero(observed[i])
+        if seen.size == 0:
+            out[i] = f"{years[0]:04d}-01" if years.size else "0000-01"
+            continue
+        last = seen[-1]
+        trailing = 0
+        while trailing < min(consecutive, last + 1) and frozen[i, last - trailing]:
+            trailing += 1
+        out[i] = f"{years[last] - trailing + 1:04d}-01"
+    return out

@@ -5,6 +5,10 @@ onset.  Negatives come from the *same configuration* at the *same model times*: 
 that do not freeze within the horizon, including a frozen member's own windows long before
 its onset.  Matching the model time of positives and negatives keeps "time since start"
 from passing as skill (the ``model_year`` baseline measures what is left of it).
+
+A negative must be *known* to be one: an unfrozen member's windows whose horizon (lead +
+margin) reaches its censoring month (``Labels.censored_from``: the record ends before an
+onset could be seen) are dropped and counted, never labelled 0.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.labels import Labels
-from ensembles.timeaxis import month_key
+from ensembles.timeaxis import month_key, month_number
 
 View = Literal["full", "drivers"]
+NO_ONSET = 10**9  # onset index of a member that did not freeze
 
 
 class SampleRule(BaseModel):
@@ -46,6 +51,22 @@ VIEW_RULES = {
 }
 
 
+@dataclass(frozen=True)
+class Source:
+    """The member x feature x time values the windows were cut from.
+
+    Kept so that the permutation null can hand one member's series to another member's
+    outcome (``detectors.permutation``) at the same model times.
+    """
+
+    data: np.ndarray  # (members, features, time) raw values, float32
+    members: np.ndarray  # (members,) names
+    configuration: np.ndarray  # (members,)
+    first_valid: np.ndarray  # (members,) first time index with data
+    last_valid: np.ndarray  # (members,) last time index with data
+    onset: np.ndarray  # (members,) time index of the onset (a huge number when none)
+
+
 @dataclass
 class SampleSet:
     """Windows for one lead and view, as raw values.
@@ -67,6 +88,9 @@ class SampleSet:
     model_month: np.ndarray  # (n,) months since the member's first month
     end_month: np.ndarray  # (n,) calendar month (1-12) of the window's last month
     rule: SampleRule = field(default_factory=SampleRule)
+    source: Source | None = None  # the series the windows come from (all members)
+    row: np.ndarray | None = None  # (n,) index of each window's member in ``source``
+    n_censored: int = 0  # negative windows dropped because their horizon was censored
 
     @property
     def groups(self) -> np.ndarray:
@@ -87,6 +111,8 @@ class SampleSet:
     def select(self, names: list[str], view: str) -> SampleSet:
         """The same windows with only the channels ``names`` (in that order)."""
         index = [self.features.index(n) for n in names]
+        source = (replace(self.source, data=self.source.data[:, index])
+                  if self.source is not None else None)
         return replace(
             self,
             view=view,
@@ -94,6 +120,7 @@ class SampleSet:
             processes=[self.processes[i] for i in index],
             roles=[self.roles[i] for i in index],
             sequences=self.sequences[:, index],
+            source=source,
         )
 
     def subset(self, index: np.ndarray) -> SampleSet:
@@ -106,6 +133,7 @@ class SampleSet:
             end_index=self.end_index[index],
             model_month=self.model_month[index],
             end_month=self.end_month[index],
+            row=self.row[index] if self.row is not None else None,
         )
 
 
@@ -176,6 +204,17 @@ def onset_index(labels: Labels, times: xr.DataArray) -> dict[str, int]:
     }
 
 
+def censor_index(labels: Labels, times: xr.DataArray) -> dict[str, int]:
+    """Time index (may lie past the record) from which each unfrozen member is censored."""
+    first = month_number(month_key(times.values[0]))
+    return {
+        str(m): month_number(c) - first
+        for m, c in zip(labels.censored_from.member.values, labels.censored_from.values,
+                        strict=True)
+        if c
+    }
+
+
 def build_samples(
     features: xr.Dataset,
     labels: Labels,
@@ -200,10 +239,14 @@ def build_samples(
         else np.full(members.size, "default")
     )
     onsets = onset_index(labels, features.time)
+    censored = censor_index(labels, features.time)
+    # the earliest month each member's outcome is unknown or positive from
+    horizon_end = {m: onsets.get(m, censored.get(m)) for m in set(onsets) | set(censored)}
     calendar_month = features.time.dt.month.values
     first_valid = _first_valid(data)
     win = rule.window_months
     picks: list[tuple[int, int, int]] = []  # (member index, end index, label)
+    dropped: set[tuple[int, int]] = set()
     for i, member in enumerate(members):
         if member not in onsets:
             continue
@@ -212,12 +255,13 @@ def build_samples(
             if end - win + 1 < first_valid[i]:
                 continue
             picks.append((i, end, 1))
-            picks.extend(
-                (j, end, 0)
-                for j in range(members.size)
-                if config[j] == config[i]
-                and _negative_ok(j, end, lead, members, onsets, first_valid, rule)
-            )
+            for j in range(members.size):
+                if config[j] != config[i] or end - win + 1 < first_valid[j]:
+                    continue
+                if _negative_ok(horizon_end.get(members[j]), end, lead, rule):
+                    picks.append((j, end, 0))
+                elif members[j] not in onsets:
+                    dropped.add((j, end))
     picks = list(dict.fromkeys(picks))  # a negative can match several positives
     picks = [p for p in picks if _complete(data[p[0], :, p[1] - win + 1 : p[1] + 1], rule)]
     rows = np.array([p[0] for p in picks], dtype=int)
@@ -241,6 +285,10 @@ def build_samples(
         model_month=ends - first_valid[rows],
         end_month=calendar_month[ends],
         rule=rule,
+        source=Source(data.astype(np.float32), members, config, first_valid, _last_valid(data),
+                      np.array([onsets.get(m, NO_ONSET) for m in members])),
+        row=rows,
+        n_censored=len(dropped),
     )
 
 
@@ -250,19 +298,14 @@ def _first_valid(data: np.ndarray) -> np.ndarray:
     return np.where(has.any(axis=1), has.argmax(axis=1), data.shape[2])
 
 
-def _negative_ok(
-    j: int,
-    end: int,
-    lead: int,
-    members: np.ndarray,
-    onsets: dict[str, int],
-    first_valid: np.ndarray,
-    rule: SampleRule,
-) -> bool:
-    if end - rule.window_months + 1 < first_valid[j]:
-        return False
-    onset = onsets.get(members[j])
-    return onset is None or end + lead + rule.negative_margin_months < onset
+def _last_valid(data: np.ndarray) -> np.ndarray:
+    has = ~np.all(np.isnan(data), axis=1)
+    return np.where(has.any(axis=1), data.shape[2] - 1 - has[:, ::-1].argmax(axis=1), -1)
+
+
+def _negative_ok(unknown_from: int | None, end: int, lead: int, rule: SampleRule) -> bool:
+    """No onset (nor censoring) within the window's horizon: lead + margin months."""
+    return unknown_from is None or end + lead + rule.negative_margin_months < unknown_from
 
 
 def _complete(window: np.ndarray, rule: SampleRule) -> bool:

@@ -28,7 +28,7 @@ from ensembles import __version__
 from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
 from ensembles.coverage import CoverageRow, StreamRow, coverage, streams
-from ensembles.errors import InputFileError
+from ensembles.errors import ConfigurationError, InputFileError
 from ensembles.extract import (
     MODEL_COMPONENT,
     FileFeatures,
@@ -185,6 +185,7 @@ def build_features(
         ``stat`` every file, even in directories unchanged since the last scan (whose
         listings are otherwise reused: :mod:`ensembles.listing` says what that cannot see).
     """
+    roots = list(roots)
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
     listings = Listings(cache.path, verify=verify) if cache else None
     try:
@@ -233,6 +234,7 @@ def build_features(
         cache.close()
         listings.close()
     dataset, table_problems = assemble(list(blocks.values()))
+    dataset = dataset.assign_coords(root_index=("member", _root_index(dataset, files, roots)))
     problems.extend(table_problems)
     for problem in problems:
         log.warning("%s", problem)
@@ -251,6 +253,49 @@ def build_features(
             for i in np.unique(c.file)
         },
     )
+
+
+def _root_index(dataset: xr.Dataset, files: list[CesmFile], roots: list[str | Path]
+                ) -> list[int]:
+    """Which of ``roots`` each member's files lie under (-1 when none is known).
+
+    An index, not the path: the table may end up in results, which never show server paths.
+    """
+    resolved = [Path(r).resolve() for r in roots]
+    where: dict[str, int] = {}
+    for f in files:
+        if f.case in where:
+            continue
+        path = Path(f.path).resolve()
+        where[f.case] = next((i for i, r in enumerate(resolved) if path.is_relative_to(r)), -1)
+    return [where.get(str(m), -1) for m in dataset.member.values]
+
+
+def with_configurations(dataset: xr.Dataset, configurations: Sequence[str | None]
+                        ) -> xr.Dataset:
+    """Label each member with the configuration of the root it came from.
+
+    ``configurations[i]`` belongs to root ``i`` (as given to :func:`build_features`); a None
+    keeps the rule from case names (the ensemble part of the case, :func:`split_case`),
+    which cannot tell numbered development runs of different configurations apart.
+
+    Raises
+    ------
+    ConfigurationError
+        When the number of configurations is not the number of roots.
+    """
+    if "root_index" not in dataset.coords:
+        raise ConfigurationError("the feature table does not say which root each member came "
+                                 "from; build it with build_features to set configurations")
+    index = dataset["root_index"].values
+    if len(index) and index.max() >= len(configurations):
+        raise ConfigurationError(
+            f"{len(configurations)} configuration(s) given for {int(index.max()) + 1} "
+            "root(s): give one per root, in the order of the roots")
+    fallback = dataset["ensemble"].values
+    labels = [configurations[i] if i >= 0 and configurations[i] else str(fallback[k])
+              for k, i in enumerate(index)]
+    return dataset.assign_coords(configuration=("member", labels))
 
 
 def _unchanged_blocks(

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,6 +105,9 @@ class PrecursorsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     roots: list[DataPath] = Field(min_length=1, description="Freeze-database / pertlim roots.")
     settings: PrecursorSettings = Field(default_factory=PrecursorSettings)
+    configurations: list[str] | None = Field(
+        None, description="Configuration of each root, in order; default: the configuration "
+        "of the registered ensemble that has the root, else the case-name stem.")
     register_model: bool = Field(
         True, description="Add the risk model to the registry (the first one is promoted).")
 
@@ -119,11 +123,24 @@ class PrecursorsJobResult(PrecursorResult):
                 + (f"; top driver {top[0].process}" if top else ""))
 
 
+def _registered_configurations(roots: list[str], ctx: JobContext) -> list[str | None]:
+    """The registry's configuration of each root (None where no registered ensemble has it)."""
+    by_root = {str(Path(r).resolve()): e.configuration
+               for e in get_store(ctx.settings).list_ensembles() for r in e.roots}
+    return [by_root.get(str(Path(r).resolve())) for r in roots]
+
+
 def run_precursors_job(params: PrecursorsParams, ctx: JobContext) -> PrecursorsJobResult:
     from service.analyses.precursors import run_precursors  # torch: only in jobs that train
 
+    roots = [str(r) for r in params.roots]
+    if params.configurations is not None and len(params.configurations) != len(roots):
+        raise ConfigurationError(f"{len(params.configurations)} configurations for "
+                                 f"{len(roots)} roots: give one per root")
+    configurations = params.configurations or _registered_configurations(roots, ctx)
     built = load_features(params.roots, ctx.settings.cache_dir, ctx.progress,
-                          ctx.settings.file_scheduler)
+                          ctx.settings.file_scheduler,
+                          configurations=configurations if any(configurations) else None)
     result = run_precursors(built.dataset, ctx.workdir, params.settings,
                             [str(p) for p in built.problems], ctx.progress)
     version = None

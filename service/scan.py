@@ -98,6 +98,9 @@ def scan(store: Store, settings: Settings, names: Sequence[str] = (),
                           risk_model=f"risk v{promoted[0].version}" if promoted else None,
                           top_processes=list(promoted[0].metrics.get("top_processes", []))
                           if promoted else [])
+    caveat = risk_caveat(promoted[1] if promoted else None)
+    if "CAUTION" in caveat:
+        summary.notes.append("promoted risk model" + caveat.replace("CAUTION: the risk model ", ""))
     if promoted is None:
         summary.notes.append("no promoted risk model: risk not scored (train one with a "
                              "precursors job, then `esmwatch model promote risk N`)")
@@ -137,7 +140,7 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
     for member in members:
         row = _member_row(ensemble.name, member, observed, risk, onsets, problems.get(member, []))
         summary.members.append(row)
-        found += _member_findings(row, settings.alert_risk)
+        found += _member_findings(row, settings.alert_risk, risk_caveat(model))
     if ensemble.kind == "candidate" and features.sizes.get("member"):
         found += _consistency_findings(ensemble, features, store, settings, summary,
                                        states.get(ENSEMBLE_STATE, {}))
@@ -225,7 +228,22 @@ def _member_row(ensemble: str, member: str, observed: xr.DataArray | None,
                       problems=problems)
 
 
-def _member_findings(row: MemberScan, alert_risk: float) -> list[Finding]:
+def risk_caveat(model: RiskModel | None) -> str:
+    """What a risk alert must say about the model: no better than climatology, and the
+    base rate its probabilities are calibrated to (a freeze-enriched database's, higher
+    than a new run's)."""
+    rel = model.reliability if model is not None else None
+    if rel is None or rel.beats_climatology is None or rel.brier_skill_score is None:
+        return ""
+    rate = (f"; calibrated to a training base rate of {rel.training_base_rate:.1%}, a new run's "
+            "is likely lower" if rel.training_base_rate is not None else "")
+    if rel.beats_climatology:
+        return f" (Brier skill vs climatology {rel.brier_skill_score:+.2f}{rate})"
+    return (f" (CAUTION: the risk model does not beat climatology, Brier skill score "
+            f"{rel.brier_skill_score:+.2f}{rate})")
+
+
+def _member_findings(row: MemberScan, alert_risk: float, caveat: str = "") -> list[Finding]:
     found = []
     if row.froze:
         found.append(Finding(
@@ -238,7 +256,7 @@ def _member_findings(row: MemberScan, alert_risk: float) -> list[Finding]:
             key=f"risk:{row.ensemble}:{row.member}", kind="risk", ensemble=row.ensemble,
             member=row.member, month=row.last_month, value=row.risk,
             message=f"{row.member}: freeze risk {row.risk:.0%} at {row.last_month} "
-                    f"(alert threshold {alert_risk:.0%})"))
+                    f"(alert threshold {alert_risk:.0%}){caveat}"))
     return found
 
 

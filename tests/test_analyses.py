@@ -26,13 +26,17 @@ def test_run_precursors_writes_a_valid_result_report_and_figures(tmp_path) -> No
     write_result(tmp_path, result)
     document = json.loads((tmp_path / "result.json").read_text())
     PrecursorResult.model_validate(document)
-    assert document["schema"] == 1 and document["job"] == "precursors"
+    assert document["schema"] == 2 and document["job"] == "precursors"
     assert any(n.startswith("input: some/file.nc") for n in document["notes"])
     assert all(m["max_risk"] is not None for m in document["members"])
     risk = document["risk_model"]
     assert risk["horizon_months"] > 0 and risk["test_members"]
     assert 0 <= risk["expected_calibration_error"] <= 1
+    assert risk["beats_climatology"] is not None and risk["brier_climatology"] > 0
+    assert document["permutations"] and document["censoring"] is not None
+    assert all(r["chance_band"] is not None for r in document["skill"])
     html = (tmp_path / "report.html").read_text()
+    assert "climatology" in html and "chance band" in html
     for figure in ("skill_by_lead", "process_importance", "top_features", "lag_profiles",
                    "freshwater_budget", "member_timelines"):
         assert (tmp_path / f"{figure}.png").stat().st_size > 1000

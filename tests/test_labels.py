@@ -68,3 +68,14 @@ def test_and_or_rules_and_per_diagnostic_thresholds() -> None:
 def test_missing_label_features_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="cannot label freezes"):
         label_freezes(xr.Dataset({"so_upper_labsea": (("member", "time"), np.zeros((1, 12)))}))
+
+
+def test_a_record_ending_with_frozen_winters_is_censored_not_negative() -> None:
+    ends_frozen = _series(12, 11)  # winters 11 and 12 frozen: two of the three needed
+    never = _series(12, None)
+    frozen = _series(12, 5)
+    table = _table(*(np.stack(x) for x in zip(ends_frozen, never, frozen, strict=True)))
+    labels = label_freezes(table)
+    assert labels.froze.values.tolist() == [False, False, True]
+    # an onset in winter 11 cannot be ruled out; the clean record is open from winter 13 on
+    assert labels.censored_from.values.tolist() == ["0011-01", "0013-01", ""]

@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from detectors.skill import (
     group_draws,
     skill,
+    stratified_auc,
     weighted_average_precision,
     weighted_brier,
     weighted_roc_auc,
@@ -50,3 +51,24 @@ def test_grouped_intervals_are_wider_when_groups_share_errors() -> None:
     assert grouped.roc_auc_ci[0] <= grouped.roc_auc <= grouped.roc_auc_ci[1]
     width = lambda ci: ci[1] - ci[0]  # noqa: E731
     assert width(grouped.roc_auc_ci) > 1.5 * width(per_sample.roc_auc_ci)
+
+
+def test_stratified_auc_compares_pairs_within_a_stratum_only() -> None:
+    rng = np.random.default_rng(3)
+    strata = rng.integers(0, 5, 400)
+    y = rng.integers(0, 2, 400)
+    # within every stratum the positives score higher; across strata the shift reverses it
+    p = np.round(-2.0 * strata + 0.8 * y + rng.normal(0, 0.5, 400), 1)
+    expected_num = expected_den = 0.0
+    for k in range(5):
+        m = strata == k
+        n_pairs = y[m].sum() * (1 - y[m]).sum()
+        expected_num += roc_auc_score(y[m], p[m]) * n_pairs
+        expected_den += n_pairs
+    w = rng.integers(0, 3, (2, 400)).astype(float)
+    assert weighted_roc_auc(y, p, np.ones(400), strata)[0] == pytest.approx(
+        expected_num / expected_den)
+    assert stratified_auc(y, p, strata) == pytest.approx(expected_num / expected_den)
+    assert weighted_roc_auc(y, p, w, np.zeros(400))[0] == pytest.approx(
+        roc_auc_score(y, p, sample_weight=w[0]))
+    assert weighted_roc_auc(y, p, np.ones(400), strata)[0] > 0.7

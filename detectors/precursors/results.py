@@ -25,6 +25,11 @@ class SkillRow(Strict):
     brier_ci: CI | None = None
     n_samples: int
     n_positive: int
+    chance_band: CI | None = Field(
+        None, description="90% band of the ROC AUC that the permutation null reaches at this "
+        "view and lead (the permutation model's refits): chance is this band, not 0.5")
+    above_chance: bool | None = Field(
+        None, description="roc_auc lies above the upper end of chance_band")
 
 
 class ProcessRow(Strict):
@@ -35,8 +40,19 @@ class ProcessRow(Strict):
     ci: CI
     drop_auc: float | None = Field(description="loss of ROC AUC when the process is removed")
     drop_auc_ci: CI | None = None
-    significant: bool
-    null_importance: float = Field(description="importance a shadow (permuted) process reaches")
+    significant: bool = Field(
+        description="beats the persistence-preserving permutation null (member series "
+        "permuted among members matched in model time) at alpha / (processes in the view); "
+        "in views with drop tests (drivers) the drop test must also pass")
+    p_value: float | None = Field(
+        None, description="permutation p-value of test_importance against its null")
+    test_auc: float | None = Field(
+        None, description="the tested statistic: stratified out-of-fold ROC AUC of the "
+        "process's part of the permutation model's score (ridge discriminant, linear SHAP "
+        "summed over the process's features), mean over leads")
+    null_auc: float | None = Field(
+        None, description="what the permutation null reaches at the Bonferroni level "
+        "(same units as test_auc)")
     direction: Literal["+", "-", "0"]
     peak_lag_months: int
     lag_profile: dict[str, float] = Field(
@@ -53,6 +69,34 @@ class FeatureRow(Strict):
     ci: CI
 
 
+class PermutationSummary(Strict):
+    """How the null of one view was built."""
+
+    view: Literal["full", "drivers"]
+    n_permutations: int
+    model: str = Field(description="the model refitted on every permutation")
+    alpha_per_process: float
+    null_roc_auc: dict[str, list[float]] = Field(
+        default_factory=dict, description="lead (months, as text) -> the whole model's "
+        "stratified ROC AUC on every permutation: the distribution chance_band summarises")
+    null_process_auc: dict[str, list[float]] = Field(
+        default_factory=dict, description="process -> its statistic (test_auc) on every "
+        "permutation: the distribution p_value ranks the data against")
+
+
+class Censoring(Strict):
+    """Windows that could not be labelled because a record ended too early."""
+
+    members: list[str] = Field(
+        description="unfrozen members whose outcome is unknown before their record ends "
+        "(a freeze needs N winters; a record ending with fewer frozen winters is censored)")
+    censored_from: dict[str, str] = Field(
+        description="member -> month (YYYY-MM) from which an onset cannot be ruled out")
+    windows_dropped: dict[str, int] = Field(
+        description="lead (months, as text) -> negative windows dropped because their "
+        "horizon reached the censoring month")
+
+
 class MemberRow(Strict):
     member: str
     ensemble: str
@@ -61,14 +105,41 @@ class MemberRow(Strict):
     max_risk: float | None = None
 
 
-class RiskModelSummary(Strict):
-    """How trustworthy the calibrated risk model is, measured on members it never saw."""
+class RiskCalibration(Strict):
+    """How trustworthy a calibrated risk model is, measured on members it never saw.
 
-    horizon_months: int = Field(description="target: onset within this many months")
+    Judged against climatology (the constant training base rate), pooled over repeated
+    member splits, with member-bootstrap CIs (:mod:`detectors.risk`).
+    """
+
     expected_calibration_error: float
+    expected_calibration_error_ci: CI | None = None
     brier_raw: float
     brier_calibrated: float
+    brier_calibrated_ci: CI | None = None
+    brier_climatology: float | None = Field(
+        None, description="Brier score of the constant training base rate on the same months")
+    brier_skill_score: float | None = Field(
+        None, description="1 - brier_calibrated / brier_climatology")
+    brier_skill_score_ci: CI | None = Field(
+        None, description="90% member-bootstrap interval of the Brier skill score")
+    beats_climatology: bool | None = Field(
+        None, description="the Brier skill score's interval lies above 0; false: the calibrated "
+        "risk is worth no more than quoting the base rate, and alerts say so")
+    training_base_rate: float | None = Field(
+        None, description="fraction of training months with an onset within the horizon; a "
+        "freeze-enriched database's is higher than a new run's, so risks are relative to it")
+    n_splits: int = Field(1, description="member splits the held-out numbers pool")
+    n_censored_months: int = Field(
+        0, description="months without a target: their horizon reached the end of an unfrozen "
+        "member's labellable record")
     test_members: list[str] = Field(description="held-out members the numbers come from")
+
+
+class RiskModelSummary(RiskCalibration):
+    """The risk model trained beside a precursor analysis, as the result reports it."""
+
+    horizon_months: int = Field(description="target: onset within this many months")
 
 
 class ExplainerCheck(Strict):
@@ -84,6 +155,7 @@ class ExplainerCheck(Strict):
 class PrecursorResult(ResultContract):
     """The precursors job's result (docs/architecture.md "Contracts")."""
 
+    schema_version: int = Field(2, alias="schema")  # 2: permutation null, chance bands
     job: Literal["precursors"] = "precursors"
     ensembles: list[str]
     configurations: list[str]
@@ -99,6 +171,8 @@ class PrecursorResult(ResultContract):
     explainer_checks: list[ExplainerCheck] = Field(default_factory=list)
     budget: dict = Field(default_factory=dict)
     members: list[MemberRow]
+    permutations: list[PermutationSummary] = Field(default_factory=list)
+    censoring: Censoring | None = None
     risk_model: RiskModelSummary | None = Field(
         None, description="the calibrated risk model trained beside the analysis; null when "
         "none could be trained (the reason is in notes)")

@@ -26,9 +26,16 @@ class PrecursorSettings(BaseModel):
     n_boot: int = Field(500, ge=50)
     alpha: float = Field(
         0.1, gt=0, lt=1, description="family-wise error rate per view: a process is tested at "
-        "alpha / (number of processes tested), Bonferroni, on the bootstrap replicates")
+        "alpha / (number of processes in the view), Bonferroni, against the permutation null")
+    n_permutations: int | None = Field(
+        None, ge=19, description="permutations of the null per view; None: the fewest that "
+        "let a process reach the Bonferroni level (2 x processes / alpha)")
+    permutation_ridge: float = Field(
+        0.1, gt=0, description="ridge strength of the discriminant refitted on every "
+        "permutation (inputs standardised; the class-weighted covariance has unit trace "
+        "per feature)")
     drop_top: int = Field(
-        8, ge=0, description="at most this many processes that beat the shadow null are "
+        8, ge=0, description="at most this many processes that beat the permutation null are "
         "tested by drop-process retraining (highest importance first); in a view with drop "
         "tests only a tested process can be significant")
     explain_rows: int = Field(

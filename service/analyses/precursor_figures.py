@@ -51,13 +51,11 @@ def process_importance(result: PrecursorResult, outdir: Path) -> Figure:
         ax.barh(y, imp, xerr=err, color=colors, capsize=2)
         ax.set_yticks(y, [f"{p.process} ({p.role}{', ' + p.direction if p.significant else ''})"
                           for p in rows], fontsize=8)
-        if rows:
-            ax.axvline(rows[0].null_importance, color="k", ls="--", lw=0.8, label="shadow null")
         ax.set(title=f"{view} view: process importance", xlabel="mean |sum of SHAP| (log-odds)")
-        ax.legend(fontsize=8)
     return save_figure(fig, outdir, "process_importance.png",
-                       "Process importance with 90% CIs; red = significant: beats the shadow "
-                       "null (Bonferroni over processes); in the drivers view also needed: "
+                       "Process importance with 90% CIs; red = significant: beats the "
+                       "permutation null (member series permuted at matched model times; "
+                       "Bonferroni over processes); in the drivers view also needed: "
                        "removing it and refitting costs skill")
 
 

@@ -61,8 +61,7 @@ def _risk(features: xr.Dataset, labels: Labels, settings: PrecursorSettings,
     rel = model.reliability
     result.risk_model = RiskModelSummary(
         horizon_months=model.settings.horizon_months,
-        expected_calibration_error=rel.expected_calibration_error, brier_raw=rel.brier_raw,
-        brier_calibrated=rel.brier_calibrated, test_members=rel.test_members)
+        **rel.model_dump(exclude={"bin_mean_predicted", "bin_observed", "bin_count"}))
     result.notes.append("max_risk (before onset) of members outside risk_model.test_members "
                         "is in-sample")
     return {str(m): risk.sel(member=m).values for m in risk.member.values}
@@ -84,18 +83,36 @@ def _risk_lines(result: PrecursorResult) -> list[str]:
     rel = result.risk_model
     if rel is None:
         return []
-    return [f"Risk model (onset within {rel.horizon_months} months): expected calibration "
-            f"error {rel.expected_calibration_error:.3f}, Brier {rel.brier_calibrated:.3f} "
-            f"(uncalibrated {rel.brier_raw:.3f}) on held-out members "
-            f"{', '.join(rel.test_members)}."]
+    lines = [f"Risk model (onset within {rel.horizon_months} months): expected calibration "
+             f"error {rel.expected_calibration_error:.3f}, Brier {rel.brier_calibrated:.3f} "
+             f"(uncalibrated {rel.brier_raw:.3f}) on held-out members of {rel.n_splits} "
+             f"member split(s), {', '.join(rel.test_members)}."]
+    if rel.brier_skill_score is not None and rel.brier_climatology is not None:
+        ci = rel.brier_skill_score_ci
+        shown = f" (90% CI [{ci[0]:+.3f}, {ci[1]:+.3f}])" if ci else ""
+        verdict = "beats" if rel.beats_climatology else "does NOT beat"
+        lines.append(
+            f"The calibrated risk {verdict} climatology: Brier skill score "
+            f"{rel.brier_skill_score:+.3f}{shown} against the constant base rate (Brier "
+            f"{rel.brier_climatology:.3f})." + ("" if rel.beats_climatology else
+                                                 " Read risk values as no better than the "
+                                                 "base rate."))
+    if rel.training_base_rate is not None:
+        lines.append(f"Risks are calibrated to the training base rate "
+                     f"({rel.training_base_rate:.1%} of months precede an onset within the "
+                     "horizon); a freeze-enriched database's base rate is higher than a new "
+                     f"run's. {rel.n_censored_months} months had no target (censored).")
+    return lines
 
 
 def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir: Path,
                            risk: dict[str, np.ndarray] | None = None) -> Path:
     skill_rows = [(r.view, r.lead_months, r.model, r.roc_auc,
                    f"[{r.roc_auc_ci[0]:.2f}, {r.roc_auc_ci[1]:.2f}]" if r.roc_auc_ci else "",
+                   f"[{r.chance_band[0]:.2f}, {r.chance_band[1]:.2f}]" if r.chance_band else "",
                    r.pr_auc, r.brier, r.n_samples, r.n_positive) for r in result.skill]
     process_rows = [(p.view, p.process, p.role, p.importance, f"[{p.ci[0]:.2f}, {p.ci[1]:.2f}]",
+                     "" if p.p_value is None else p.p_value,
                      "" if p.drop_auc is None else p.drop_auc, "yes" if p.significant else "no",
                      p.direction, p.peak_lag_months) for p in result.processes]
     sections = [
@@ -108,11 +125,12 @@ def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir
             "is early warning rather than attribution.",
             *top_findings(result), *_risk_lines(result)], notes=result.notes),
         Section("Skill by lead time", tables=[Table(
-            ["view", "lead", "model", "ROC AUC", "90% CI", "PR AUC", "Brier", "n", "n+"],
+            ["view", "lead", "model", "ROC AUC", "90% CI", "chance band", "PR AUC", "Brier",
+             "n", "n+"],
             skill_rows)], figures=[figs.skill_by_lead(result, outdir)]),
         Section("Which processes", tables=[Table(
-            ["view", "process", "role", "importance", "90% CI", "drop AUC", "significant",
-             "direction", "peak lag"], process_rows)],
+            ["view", "process", "role", "importance", "90% CI", "permutation p", "drop AUC",
+             "significant", "direction", "peak lag"], process_rows)],
             figures=[figs.process_importance(result, outdir), figs.lag_profiles(result, outdir),
                      figs.top_features(result, outdir)]),
         Section("Freshwater budget before onset", figures=[figs.freshwater_budget(result, outdir)]),

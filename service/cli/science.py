@@ -143,6 +143,10 @@ def analyze_precursors(
                              ] = "mlp",
     seed: Annotated[int, typer.Option()] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
+    configuration: Annotated[list[str] | None, typer.Option(
+        help="Configuration (compset + grid + code tag) of each root, in order (repeat once "
+             "per root); negatives come only from a member's own configuration. Without it "
+             "the case-name stem is used.")] = None,
 ) -> None:
     """Learn which signals precede a Labrador Sea freeze and which processes drive it."""
     from detectors.precursors.settings import PrecursorSettings
@@ -155,7 +159,11 @@ def analyze_precursors(
         settings = PrecursorSettings(models=_names(models), explain_model=explain_model,
                                      seed=seed, samples=SampleRule(leads_months=_parse_ints(leads)))
         with ProgressBar() as report:
-            built = load_features(roots, cache_dir_or_default(cache_dir), report)
+            if configuration and len(configuration) != len(roots):
+                raise typer.BadParameter(f"{len(configuration)} --configuration for "
+                                         f"{len(roots)} root(s): give one per root")
+            built = load_features(roots, cache_dir_or_default(cache_dir), report,
+                                  configurations=configuration)
             result = run_precursors(built.dataset, out, settings,
                                     [str(p) for p in built.problems], report)
         write_result(out, result)

@@ -1,0 +1,162 @@
+"""The persistence-preserving null, stratified skill, censoring and configurations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from detectors.crossval import fold_inputs, fold_strata, make_folds
+from detectors.labels import Labels, label_freezes
+from detectors.permutation import build_design, donors, permutation_null
+from detectors.precursors.analysis import AnalysisError, analyse_precursors
+from detectors.precursors.settings import PrecursorSettings
+from detectors.samples import SampleRule, build_samples, view_features
+from detectors.skill import stratified_auc
+from ensembles.errors import ConfigurationError
+from ensembles.features import with_configurations
+from synth.ensemble import simulate_ensemble
+from synth.table import feature_table
+
+MEMBERS, YEARS = 20, 25
+
+
+@cache
+def _table(scenario: str = "null", seed: int = 4) -> xr.Dataset:
+    sim = simulate_ensemble("freeze-database", scenario, members=MEMBERS, years=YEARS, seed=seed)
+    return feature_table(
+        sim, [f"b.e30.perm.{i:03d}" for i in range(MEMBERS)], ensemble="b.e30.perm"
+    )
+
+
+def _drivers(table: xr.Dataset, labels: Labels, lead: int = 12):
+    base = build_samples(table, labels, lead)
+    samples = base.select(view_features(base, "drivers"), "drivers")
+    return samples, make_folds(samples, 4, seed=0)
+
+
+def test_donors_permute_members_at_risk_and_never_lend_a_frozen_state() -> None:
+    table = _table()
+    labels = label_freezes(table)
+    samples, folds = _drivers(table, labels)
+    processes = sorted(set(samples.processes))
+    design = build_design(samples, folds, processes)
+    np.testing.assert_array_equal(donors(design, None)[:, 0], np.arange(MEMBERS))
+    keys = np.random.default_rng(0).random((2, MEMBERS))
+    lent = donors(design, keys)
+    ends = np.unique(samples.end_index)
+    onset = samples.source.onset
+    moved = 0
+    for e, end in enumerate(ends):
+        risk = np.flatnonzero(design.at_risk[:, e])
+        assert sorted(lent[risk, e]) == sorted(risk)  # a permutation of those at risk
+        assert (onset[lent[risk, e]] > end).all()  # no donor is frozen by the window's end
+        moved += int((lent[risk, e] != risk).sum())
+    assert moved > 0
+    # persistence: a member keeps its donor while the set at risk does not change
+    same = [
+        (lent[:, e] == lent[:, e + 1])[design.at_risk[:, e] & design.at_risk[:, e + 1]].mean()
+        for e in range(len(ends) - 1)
+        if (design.at_risk[:, e] == design.at_risk[:, e + 1]).all()
+    ]
+    assert same and min(same) == 1.0
+
+
+def test_a_process_carrying_the_outcome_beats_the_null_and_noise_does_not() -> None:
+    table = _table().copy()
+    labels = label_freezes(table)
+    # precipitation made a copy of the interior salinity, which does precede the freeze
+    table["pr_labsea"] = (
+        table["so_upper_labsea_interior"]
+        .copy(data=table["so_upper_labsea_interior"].values)
+        .assign_attrs(table["pr_labsea"].attrs)
+    )
+    samples, folds = _drivers(table, labels)
+    processes = sorted(set(samples.processes))
+    null = permutation_null(
+        [build_design(samples, folds, processes)], processes, 59, strength=0.1, seed=0, n_jobs=1
+    )
+    p = dict(zip(processes, null.p_values(), strict=True))
+    assert p["precipitation"] == pytest.approx(1 / 60)
+    others = [v for k, v in p.items() if k != "precipitation"]
+    assert min(others) > 0.05 / len(processes), p
+    lo, hi = null.chance_band(12)
+    assert lo < 0.5 < hi < null.auc_observed[0]  # the whole model is above chance too
+
+
+def test_stratified_skill_of_a_shared_time_signal_is_chance() -> None:
+    """A signal common to all members at a time, unrelated to outcomes, pulls the pooled
+    out-of-fold AUC below 0.5 (training positives' times look positive, and the test
+    negatives at those times pay); compared within fold and window end it cannot."""
+    table = _table()
+    samples, _ = _drivers(table, label_freezes(table))
+    rng = np.random.default_rng(1)
+    common = rng.standard_normal((samples.sequences.shape[1], table.sizes["time"]))
+    win = samples.rule.window_months
+    seq = np.stack([common[:, e - win + 1 : e + 1] for e in samples.end_index])
+    seq = seq + 0.3 * rng.standard_normal(seq.shape)
+    shared = replace(samples, sequences=seq.astype(np.float32))
+    shared_folds = make_folds(shared, 4, seed=0)
+    score = np.full(shared.y.size, np.nan)
+    for fold in shared_folds:
+        model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=500).fit(
+            fold_inputs(shared, fold, fold.train, "summary"), shared.y[fold.train]
+        )
+        score[fold.test] = model.decision_function(fold_inputs(shared, fold, fold.test, "summary"))
+    pooled = roc_auc_score(shared.y, score)
+    stratified = stratified_auc(shared.y, score, fold_strata(shared, shared_folds))
+    assert pooled < 0.4
+    assert 0.4 < stratified < 0.6
+
+
+def test_censored_windows_are_dropped_not_negatives() -> None:
+    table = _table()
+    labels = label_freezes(table)
+    member = next(
+        str(m) for m, f in zip(labels.froze.member.values, labels.froze.values, strict=True) if f
+    )
+    onset_year = int(str(labels.onset.sel(member=member).item())[:4])
+    # cut the record after two frozen winters: the member is no longer known to freeze
+    cut = table.isel(time=slice(0, (onset_year + 1) * 12))
+    cut_labels = label_freezes(cut)
+    assert not bool(cut_labels.froze.sel(member=member))
+    assert str(cut_labels.censored_from.sel(member=member).item()) == f"{onset_year:04d}-01"
+    rule = SampleRule()
+    samples = build_samples(cut, cut_labels, 12, rule=rule)
+    censor = (onset_year - 1) * 12  # index of January of the onset year (records start 0001)
+    mine = samples.member == member
+    assert mine.any() and samples.n_censored > 0
+    assert (samples.end_index[mine] + 12 + rule.negative_margin_months < censor).all()
+
+
+def test_a_configuration_without_negatives_is_a_clear_error() -> None:
+    table = _table("greenland_runoff", seed=1)
+    labels = label_freezes(table)
+    lone = int(np.flatnonzero(labels.froze.values)[0])
+    # a frozen development run alone in its configuration: nobody can be its negative
+    config = np.where(np.arange(MEMBERS) == lone, "B1850.dev.frozen", "B1850.dev.other")
+    labelled = table.assign_coords(configuration=("member", config))
+    with pytest.raises(AnalysisError, match=r"B1850\.dev\.frozen"):
+        analyse_precursors(
+            labelled,
+            PrecursorSettings(
+                models=("logistic",), n_boot=50, n_folds=2, samples=SampleRule(leads_months=(12,))
+            ),
+        )
+
+
+def test_configurations_come_from_the_roots_not_the_case_names() -> None:
+    table = _table().assign_coords(root_index=("member", np.arange(MEMBERS) % 2))
+    labelled = with_configurations(table, ["B1850 ne30_t232 dev07", None])
+    config = labelled.configuration.values
+    assert set(config[::2]) == {"B1850 ne30_t232 dev07"}
+    assert set(config[1::2]) == {"b.e30.perm"}  # no configuration given: the case-name rule
+    with pytest.raises(ConfigurationError, match="one per root"):
+        with_configurations(table, ["only one"])
+    with pytest.raises(ConfigurationError, match="which root"):
+        with_configurations(_table(), ["x"])
