@@ -164,8 +164,14 @@ def _from_case(
 
 def _pop(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
     used: dict[str, str] = {}
+    names = nc.variables
+    complete = {"TLAT", "TLONG", "TAREA"} <= set(names) and (
+        "KMT" in names or "REGION_MASK" in names
+    )
+    # a file with its own grid reads no other file (a rescan then stats nothing more)
+    lender = CaseFiles() if complete else case
     values = {
-        name: _from_case(nc, name, case, used)
+        name: _from_case(nc, name, lender, used)
         for name in ("KMT", "REGION_MASK", "TLAT", "TLONG", "TAREA", "HT")
     }
     mask_source = values["KMT"] if values["KMT"] is not None else values["REGION_MASK"]
