@@ -1,4 +1,5 @@
-"""Every job type in one place: features, ingest, precursors, consistency, sensitivity, scan.
+"""Every job type in one place: features, ingest, precursors, consistency, sensitivity,
+parameters, compare, scan.
 
 Each is a parameter model, a result contract and a function over the analyses in
 :mod:`service.analyses` and the scan in :mod:`service.scan`; the job lifecycle (claim,
@@ -14,13 +15,15 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.compare import CompareResult
 from detectors.consistency.results import ConsistencyResult
 from detectors.consistency.test import ConsistencySettings
 from detectors.contracts import ResultContract
+from detectors.parameters.results import ParametersResult
 from detectors.precursors.results import PrecursorResult
 from detectors.precursors.settings import PrecursorSettings
 from detectors.sensitivity.results import SensitivityResult
@@ -28,15 +31,19 @@ from ensembles.errors import ConfigurationError
 from ensembles.features import build_features
 from ensembles.filenames import discover
 from service.alerts import AlertReport, resend_unsent, send_alert
+from service.analyses.compare import CompareParams, run_compare
 from service.analyses.consistency import run_consistency
 from service.analyses.inputs import load_features
+from service.analyses.parameters import ParametersParams, run_parameters
+from service.analyses.parameters import resolve_inputs as resolve_parameter_tables
 from service.analyses.sensitivity import SensitivityParams, resolve_inputs, run_sensitivity
 from service.jobs import JobContext, JobType, job_types, register, run_job, submit_job
 from service.kinds import TERMINAL_STATES
-from service.model_registry import RISK_MODEL, register_model
+from service.limits import MAX_ENSEMBLES, MAX_ROOTS, EnsembleName
+from service.model_registry import RISK_MODEL, load_promoted_risk, register_model
 from service.scan import ScanSummary, mark_alerted, report_dir_files, scan
 from service.scan_report import write_scan_report
-from service.settings import DataPath
+from service.settings import DataPath, DataPaths
 from service.store import Ensemble, Store, get_store
 
 log = logging.getLogger(__name__)
@@ -51,7 +58,7 @@ class FeaturesParams(BaseModel):
     """Build the monthly regional features of every member under some roots."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Archives under the data roots.")
+    roots: DataPaths = Field(description="Archives under the data roots.")
     output_name: str = Field("features.nc", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.nc$",
                              max_length=200, description="File name of the netCDF artifact.")
 
@@ -103,10 +110,11 @@ class PrecursorsParams(BaseModel):
     """Learn the precursors of the freeze in some archives and train the risk model."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1, description="Freeze-database / pertlim roots.")
+    roots: DataPaths = Field(description="Freeze-database / pertlim roots.")
     settings: PrecursorSettings = Field(default_factory=PrecursorSettings)
-    configurations: list[str] | None = Field(
-        None, description="Configuration of each root, in order; default: the configuration "
+    configurations: list[Annotated[str, Field(max_length=500)]] | None = Field(
+        None, max_length=MAX_ROOTS,
+        description="Configuration of each root, in order; default: the configuration "
         "of the registered ensemble that has the root, else the case-name stem.")
     register_model: bool = Field(
         True, description="Add the risk model to the registry (the first one is promoted).")
@@ -176,8 +184,8 @@ class ConsistencyParams(BaseModel):
     """Is a candidate configuration distinguishable from its reference ensemble?"""
 
     model_config = ConfigDict(extra="forbid")
-    reference: list[DataPath] = Field(min_length=1, description="Reference (pertlim) roots.")
-    case: list[DataPath] = Field(min_length=1, description="The candidate's roots.")
+    reference: DataPaths = Field(description="Reference (pertlim) roots.")
+    case: DataPaths = Field(description="The candidate's roots.")
     settings: ConsistencySettings = Field(default_factory=ConsistencySettings)
 
 
@@ -199,27 +207,74 @@ def run_consistency_job(params: ConsistencyParams, ctx: JobContext) -> Consisten
 class SensitivityJobParams(SensitivityParams):
     """Coupled vs offline sensitivity; every path (given or found) under the data roots."""
 
-    coupled: list[DataPath] = Field(min_length=1, description="Roots of the coupled PPE.")
-    offline: list[DataPath] = Field(min_length=1, description="Roots of the offline PPE.")
+    coupled: DataPaths = Field(description="Roots of the coupled PPE.")
+    offline: DataPaths = Field(description="Roots of the offline PPE.")
     params: DataPath | None = None
     offline_params: DataPath | None = None
     parameters: DataPath | None = None
     crosswalk: DataPath | None = None
 
 
-def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityResult:
-    analysis = SensitivityParams.model_validate(params.model_dump())
-    for name, path in resolve_inputs(analysis).items():  # tables found beside the roots too
+def _check_tables(ctx: JobContext, files: dict[str, Any]) -> None:
+    """Tables found beside the roots must lie under the data roots too."""
+    for name, path in files.items():
         if path is not None:
             try:
                 ctx.settings.check_data_path(path)
             except ValueError as err:
                 raise ConfigurationError(f"{name}: {err}") from None
+
+
+def run_sensitivity_job(params: SensitivityJobParams, ctx: JobContext) -> SensitivityResult:
+    analysis = SensitivityParams.model_validate(params.model_dump())
+    _check_tables(ctx, resolve_inputs(analysis))
     result = run_sensitivity(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
                              ctx.settings.file_scheduler)
     return ctx.stamped(result, params)
 
 
+
+
+# ---- parameters ------------------------------------------------------------------------
+
+
+class ParametersJobParams(ParametersParams):
+    """Which parameter settings freeze; every path (given or found) under the data roots."""
+
+    roots: DataPaths = Field(description="Roots of the freeze database.")
+    params: DataPath | None = None
+    parameters: DataPath | None = None
+
+
+def run_parameters_job(params: ParametersJobParams, ctx: JobContext) -> ParametersResult:
+    analysis = ParametersParams.model_validate(params.model_dump())
+    _check_tables(ctx, resolve_parameter_tables(analysis))
+    result = run_parameters(analysis, ctx.workdir, ctx.settings.cache_dir, ctx.progress,
+                            ctx.settings.file_scheduler)
+    return ctx.stamped(result, params)
+
+
+# ---- compare ---------------------------------------------------------------------------
+
+
+class CompareJobParams(CompareParams):
+    """Two ensembles (e.g. two model versions) compared; both under the data roots."""
+
+    a: DataPaths = Field(description="Roots of ensemble A.")
+    b: DataPaths = Field(description="Roots of ensemble B.")
+
+
+def promoted_risk(ctx: JobContext) -> tuple[str, Any] | None:
+    """``(label, model)`` of the promoted risk model, or None."""
+    promoted = load_promoted_risk(get_store(ctx.settings), ctx.settings)
+    return (f"risk v{promoted[0].version}", promoted[1]) if promoted else None
+
+
+def run_compare_job(params: CompareJobParams, ctx: JobContext) -> CompareResult:
+    result = run_compare(CompareParams.model_validate(params.model_dump()), ctx.workdir,
+                         ctx.settings.cache_dir, ctx.progress, ctx.settings.file_scheduler,
+                         promoted_risk(ctx))
+    return ctx.stamped(result, params)
 
 
 # ---- per-member ingestion --------------------------------------------------------------
@@ -229,7 +284,7 @@ class IngestParams(BaseModel):
     """Read one member's new or changed files into the feature cache."""
 
     model_config = ConfigDict(extra="forbid")
-    roots: list[DataPath] = Field(min_length=1)
+    roots: DataPaths
     case: str = Field(min_length=1, max_length=500, description="The member's case name.")
 
 
@@ -262,11 +317,14 @@ def ingest_members(store: Store, ctx: JobContext, ensembles: list[Ensemble]) -> 
     """
     ids = []
     for ensemble in ensembles:
-        files, _ = discover(ensemble.roots)
-        for case in sorted({f.case for f in files if f.case}):
-            ids.append(submit_job("ingest", {"roots": ensemble.roots, "case": case},
-                                  settings=ctx.settings,
-                                  dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}"))
+        try:
+            files, _ = discover(ensemble.roots)
+            ids += [submit_job("ingest", {"roots": ensemble.roots, "case": case},
+                               settings=ctx.settings,
+                               dedupe_key=f"ingest:{ctx.job_id}:{ensemble.name}:{case}")
+                    for case in sorted({f.case for f in files if f.case})]
+        except Exception as err:  # the scan itself records this ensemble's failure
+            log.warning("ensemble %s: members not ingested: %s", ensemble.name, err)
     started = time.monotonic()
     pending = set(ids)
     while pending:
@@ -289,8 +347,9 @@ class ScanParams(BaseModel):
     """Scan registered ensembles for new files, risk, freezes and failed consistency."""
 
     model_config = ConfigDict(extra="forbid")
-    ensembles: list[str] = Field(default_factory=list,
-                                 description="Registered ensemble names; all when empty.")
+    ensembles: list[EnsembleName] = Field(default_factory=list, max_length=MAX_ENSEMBLES,
+                                          description="Registered ensemble names; all when "
+                                                      "empty.")
     send_alerts: bool = Field(True, description="Send new findings to the alert sinks.")
 
 
@@ -356,9 +415,17 @@ def _builtin() -> list[JobType[Any]]:
                 result=SensitivityResult,
                 description="Coupled vs offline parameter sensitivity: effects, Sobol, SHAP, "
                             "verdicts."),
+        JobType("parameters", ParametersJobParams, run_parameters_job, queue="gpu",
+                result=ParametersResult,
+                description="Which parameter settings freeze: P(freeze | parameters), SHAP, "
+                            "Sobol, safe region, what-if, driver links."),
+        JobType("compare", CompareJobParams, run_compare_job, queue="gpu", result=CompareResult,
+                description="Two ensembles compared: freeze fraction (Fisher), time to onset "
+                            "(log-rank), risk, shifted budget terms and processes."),
         # on the analysis queue: it waits for the io queue's ingestion jobs, so it must not
-        # hold an io worker while doing so
+        # hold an io worker while doing so; it covers every registered ensemble: admin only
         JobType("scan", ScanParams, run_scan_job, queue="gpu", result=ScanJobResult,
+                scope="admin",
                 description="Nightly scan: new files -> features -> risk -> consistency -> "
                             "alerts."),
     ]

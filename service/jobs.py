@@ -37,10 +37,10 @@ from pydantic import BaseModel
 from detectors.contracts import ResultContract
 from ensembles import __version__
 from ensembles.errors import ConfigurationError, EsmwatchError
-from service.kinds import QUEUES, JobState, QueueName
+from service.kinds import QUEUES, JobState, QueueName, Scope
 from service.result_files import RESULT_FILE, write_result
 from service.settings import Settings, get_settings, validate_with_settings
-from service.store import Job, NotFound, Store, get_store, retry_db, utcnow
+from service.store import Job, NotFound, Store, get_store, public_message, retry_db, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ class JobType(Generic[P]):
         ``io`` (reading archives) or ``gpu`` (training); decides which workers run it.
     result
         The result model, so its JSON Schema can be published.
+    scope
+        What an API token needs to submit it: ``admin`` for jobs that act on everything
+        registered (the scan), ``submit`` otherwise.
     """
 
     name: str
@@ -110,6 +113,7 @@ class JobType(Generic[P]):
     queue: QueueName
     result: type[ResultContract]
     description: str = ""
+    scope: Scope = "submit"
 
     def validate(self, params: dict[str, Any] | None, settings: Settings) -> P:
         """Parameters checked against the model and the data roots, before anything is read."""
@@ -304,7 +308,7 @@ def run_job(job_id: str, *, worker: str | None = None, settings: Settings | None
         except Exception as err:  # recorded on the job so that no failure is silent
             log.exception("job %s failed unexpectedly", job_id)
             state, outcome = "failed", {"message": "failed unexpectedly",
-                                        "error": f"{type(err).__name__}: {err} (see worker log)"}
+                                        "error": public_message(err)}
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if retried("recording the outcome",
@@ -342,7 +346,8 @@ def _execute(job_type: str, params: dict[str, Any], ctx: JobContext, final: Path
     kind = get_job_type(job_type)
     validated = kind.validate(params, ctx.settings)
     shutil.rmtree(ctx.workdir, ignore_errors=True)
-    ctx.workdir.mkdir(parents=True)
+    ctx.workdir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ctx.workdir.mkdir(mode=0o700)  # results are the users' business only
     result = kind.run(validated, ctx)
     write_result(ctx.workdir, result)
     try:
@@ -357,6 +362,40 @@ def _execute(job_type: str, params: dict[str, Any], ctx: JobContext, final: Path
 
 
 # ---- recovery --------------------------------------------------------------------------
+
+INCARNATION = uuid.uuid4().hex[:8]  # this worker's start; prefork children inherit it
+
+
+def worker_label(node: str) -> str:
+    """How a job run by Celery node ``node`` (``name@host``) in this process is labelled.
+
+    The label says which incarnation of the node ran the job, so that the node, started
+    again after a crash, can tell its predecessor's jobs from its own.
+    """
+    return f"{node}/{INCARNATION}:{os.getpid()}"
+
+
+def recover_own_jobs(node: str, settings: Settings | None = None) -> list[str]:
+    """Re-queue the running jobs an earlier incarnation of ``node`` held when it died.
+
+    A worker that starts knows its predecessor under the same name is gone, so the leases
+    it held are void: they are expired now and the jobs dispatched again (or failed, after
+    their last attempt), instead of waiting out the lease and the next reconcile pass
+    (300 s + 300 s by default).  Jobs of other workers are left alone.
+    """
+    settings = settings or get_settings()
+    store = get_store(settings)
+    mine = f"{node}/{INCARNATION}:"
+    expired = []
+    for job in store.running_jobs(worker_prefix=f"{node}/"):
+        held_by = job.worker_id or ""
+        if not held_by.startswith(mine) and store.expire_lease(job.id, held_by):
+            expired.append(job.id)
+    if expired:
+        log.info("worker %s started: re-queueing %s, still leased to its previous run",
+                 node, expired)
+        reconcile(settings)
+    return expired
 
 
 @dataclass

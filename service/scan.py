@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.compare import CompareSettings
 from detectors.consistency.test import ConsistencySettings, consistency_test
 from detectors.labels import LabelRule, label_freezes
 from ensembles.errors import ConfigurationError, EsmwatchError, InputFileError
@@ -31,7 +32,7 @@ from ensembles.filenames import parse_filename
 from ensembles.timeaxis import month_key
 from service.model_registry import load_promoted_risk
 from service.settings import Settings
-from service.store import Ensemble, NotFound, Store
+from service.store import Ensemble, NotFound, Store, public_message
 
 if TYPE_CHECKING:
     from detectors.risk import RiskModel
@@ -46,7 +47,7 @@ class Finding(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     key: str
-    kind: Literal["frozen", "risk", "inconsistent"]
+    kind: Literal["frozen", "risk", "inconsistent", "changed"]
     ensemble: str
     member: str | None = None
     month: str | None = Field(None, description="YYYY-MM the finding refers to")
@@ -66,6 +67,14 @@ class MemberScan(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+class EnsembleFailure(BaseModel):
+    """An ensemble the scan could not cover, and why (never a traceback or SQL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ensemble: str
+    error: str
+
+
 class ScanSummary(BaseModel):
     """What one scan saw; the body of the scan job's result."""
 
@@ -76,6 +85,8 @@ class ScanSummary(BaseModel):
     risk_model: str | None = Field(None, description="name and version of the model used")
     alert_risk: float
     members: list[MemberScan] = Field(default_factory=list)
+    failures: list[EnsembleFailure] = Field(
+        default_factory=list, description="ensembles not scanned; the others were")
     findings: list[Finding] = Field(default_factory=list, description="new in this scan")
     known_findings: int = Field(0, description="still true, already alerted earlier")
     top_processes: list[dict[str, Any]] = Field(default_factory=list)
@@ -111,9 +122,12 @@ def scan(store: Store, settings: Settings, names: Sequence[str] = (),
         try:
             risk = _scan_ensemble(ensemble, store, settings,
                                   promoted[1] if promoted else None, summary)
-        except EsmwatchError as err:
-            summary.notes.append(f"{ensemble.name}: not scanned: {err}")
-            log.warning("scan of %s failed: %s", ensemble.name, err)
+        except Exception as err:  # one ensemble, even a bug in its handling, never stops the rest
+            error = public_message(err)
+            summary.failures.append(EnsembleFailure(ensemble=ensemble.name, error=error))
+            summary.notes.append(f"{ensemble.name}: not scanned: {error}")
+            log.warning("scan of %s failed: %s", ensemble.name, err,
+                        exc_info=not isinstance(err, EsmwatchError))
             continue
         if risk is not None:
             risks[ensemble.name] = risk
@@ -144,6 +158,7 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
     if ensemble.kind == "candidate" and features.sizes.get("member"):
         found += _consistency_findings(ensemble, features, store, settings, summary,
                                        states.get(ENSEMBLE_STATE, {}))
+        found += _candidate_comparison(ensemble, features, store, settings, summary)
     for finding in found:
         owner = finding.member or ENSEMBLE_STATE
         if finding.key in states.get(owner, {}).get("alerted", []):
@@ -276,8 +291,8 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
     test; between milestones the last verdict stands (its finding is repeated, so it is known,
     not alerted again).
     """
-    reference_name = ensemble.meta.get("reference")
-    if not reference_name:
+    reference_name = _reference_of(ensemble)
+    if reference_name is None:
         summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
                              "(metadata {\"reference\": NAME}); consistency not tested")
         return []
@@ -324,6 +339,57 @@ def _inconsistent(name: str, reference_name: str, failing_pcs: int, n_pcs: int
                     ensemble=name, value=float(failing_pcs),
                     message=f"{name} is statistically distinguishable from "
                             f"{reference_name}: {failing_pcs} of {n_pcs} PCs fail")]
+
+
+def _reference_of(ensemble: Ensemble) -> str | None:
+    """The reference ensemble a candidate's metadata names; None unless it is a name (rows
+    written before registration checked it may hold anything)."""
+    name = ensemble.meta.get("reference")
+    return name if isinstance(name, str) and name else None
+
+
+def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, store: Store,
+                          settings: Settings, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with the reference its metadata names (features cached per
+    file, so the reference costs little after its first scan)."""
+    reference_name = _reference_of(ensemble)
+    if reference_name is None:  # the consistency test notes it
+        return []
+    try:
+        reference = store.get_ensemble(reference_name)
+    except NotFound as err:
+        summary.notes.append(f"{ensemble.name}: {err}; not compared")
+        return []
+    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
+                         scheduler=settings.file_scheduler)
+    if not ref.dataset.sizes.get("member"):
+        summary.notes.append(f"{ensemble.name}: reference {reference_name} has no members; "
+                             "not compared")
+        return []
+    return _comparison_findings(ensemble.name, reference_name, ref.dataset, features, summary)
+
+
+def _comparison_findings(name: str, reference_name: str, reference: xr.Dataset,
+                         features: xr.Dataset, summary: ScanSummary) -> list[Finding]:
+    """The candidate compared with its reference (freeze outcome, shifted processes): a note
+    in every alert, a finding when they differ."""
+    from service.analyses.compare import compare_features
+
+    try:
+        result = compare_features(reference, features, (reference_name, name),
+                                  CompareSettings())
+    except ConfigurationError as err:
+        summary.notes.append(f"{name} vs {reference_name}: not compared: {err}")
+        return []
+    shifted = [p.process for p in result.processes if p.shifted]
+    summary.notes.append(
+        f"{name} vs {reference_name}: {result.verdict}; froze {result.b.n_frozen}/"
+        f"{result.b.n_members} vs {result.a.n_frozen}/{result.a.n_members} (Fisher p "
+        f"{result.fisher.p_value:.3g}); shifted processes: {', '.join(shifted) or 'none'}")
+    if result.verdict != "different":
+        return []
+    return [Finding(key=f"changed:{name}:{reference_name}", kind="changed", ensemble=name,
+                    message=f"{name} differs from {reference_name}: {result.reason}")]
 
 
 def report_dir_files(directory: Path) -> list[Path]:

@@ -39,11 +39,15 @@ from pydantic_settings import (
 
 from ensembles.errors import ConfigurationError
 from service.kinds import QueueName
+from service.limits import MAX_ROOTS, check_json_value
+from service.paths import confined_path
 
 CONFIG_ENV = "ESMWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "esmwatch.toml"
 HARD_LIMIT_GRACE_S = 30  # between the soft time limit (clean failure) and the hard kill
 VISIBILITY_MARGIN_S = 300  # the broker re-delivers only well after the hard kill
+SERVICE_UMASK = 0o077  # the server and workers create files 0600 and directories 0700
+MAX_ERRORS = 20  # problems listed in one answer: enough to fix, never megabytes
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -221,26 +225,16 @@ class Settings(BaseSettings):
 
         Relative paths are taken relative to the first data root.  The check runs on the
         fully resolved path (symlinks followed, ``..`` removed) and before the path is
-        opened, so neither ``..`` segments nor a symlink pointing out of a root get through.
+        opened, so neither ``..`` segments nor a symlink pointing out of a root get through
+        (:func:`service.paths.confined_path`, which also says why messages never name the
+        resolved path or the roots).
 
         Raises
         ------
         ValueError
-            With a message naming the path and the roots, for pydantic to report.
+            With a message quoting ``value``, for pydantic to report.
         """
-        text = str(value)
-        if not text or "\x00" in text:
-            raise ValueError("empty path or a path containing a NUL byte")
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = self.data_roots[0] / path
-        resolved = path.resolve()
-        if not any(resolved.is_relative_to(root.resolve()) for root in self.data_roots):
-            roots = ", ".join(str(root) for root in self.data_roots)
-            raise ValueError(f"{text!r} resolves to {resolved}, outside the data roots ({roots})")
-        if not resolved.exists():
-            raise ValueError(f"{text!r} does not exist")
-        return resolved
+        return confined_path(value, self.data_roots, where="the data roots")
 
 
 def _absolute(value: Path | None, default: Path) -> Path:
@@ -266,6 +260,8 @@ def _inside_data_roots(value: str, info: ValidationInfo) -> str:
 
 DataPath = Annotated[str, AfterValidator(_inside_data_roots)]
 """A path under the configured data roots, stored fully resolved."""
+DataPaths = Annotated[list[DataPath], Field(min_length=1, max_length=MAX_ROOTS)]
+"""One or more such paths (the roots of a job or an ensemble)."""
 
 
 def validate_with_settings(model: type[Model], data: Mapping[str, Any] | None,
@@ -277,11 +273,17 @@ def validate_with_settings(model: type[Model], data: Mapping[str, Any] | None,
     InvalidParameters
         With one ``field: reason`` entry per problem; nothing has been read yet.
     """
+    values = dict(data or {})
     try:
-        return model.model_validate(dict(data or {}), context={"settings": settings})
+        check_json_value(values, what=what)
+    except ValueError as err:
+        raise InvalidParameters(what, [{"loc": "", "msg": str(err)}]) from None
+    try:
+        return model.model_validate(values, context={"settings": settings})
     except ValidationError as err:
-        errors = [{"loc": ".".join(str(part) for part in e["loc"]), "msg": e["msg"]}
-                  for e in err.errors(include_url=False)]
+        errors = [{"loc": ".".join(str(part) for part in e["loc"]),
+                   "msg": e["msg"].removeprefix("Value error, ")}
+                  for e in err.errors(include_url=False)[:MAX_ERRORS]]
         raise InvalidParameters(what, errors) from None
 
 

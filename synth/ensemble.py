@@ -36,6 +36,7 @@ from ensembles import __version__
 from ensembles.errors import ConfigurationError
 from ensembles.filenames import split_case
 from ensembles.registry import features as registry_features
+from synth import parameters as synth_parameters
 from synth import physics, ppe_land
 from synth.physics import MemberParameters, Simulation
 from synth.scenarios import PPE_PARAMETERS, Scenario, get_scenario
@@ -165,26 +166,42 @@ def _ramp_for(critical: np.ndarray, gain: np.ndarray, crossing_year: np.ndarray,
     return 10.0 * critical / (effective_gain * crossing_year)
 
 
-def _database(scenario: Scenario, members: int, years: int, seed: int) -> list[EnsemblePlan]:
+def _database(scenario: Scenario, members: int, years: int, seed: int,
+              parameters: str = "none", fixed: np.ndarray | None = None
+              ) -> list[EnsemblePlan]:
     """Members differ in nuisance parameters and in the ramp that decides their fate.
 
-    Half of the members (rounded up) get a ramp that reaches their own critical forcing between
-    :data:`EARLIEST_CROSSING_YEAR` and the end of the run; the others only 1.6-4 runs later.
+    Without a parameter design, half of the members (rounded up) get a ramp that reaches their
+    own critical forcing between :data:`EARLIEST_CROSSING_YEAR` and the end of the run; the
+    others only 1.6-4 runs later. With one (:mod:`synth.parameters`), each member's fate is
+    drawn from its parameter table row (all at ``fixed`` scaled values, when given: the
+    re-simulation of one setting) and the ramp follows it.
     """
     rng = np.random.default_rng([seed, _stream("freeze-database/parameters")])
     nuisance = {name: _stratified(rng, *bounds, members)
                 for name, bounds in NUISANCE_RANGES.items()}
     params = MemberParameters.nominal(members, **nuisance)
     critical = physics.critical_freshwater(params, physics.ramp_shape(scenario))
-    n_freeze = (members + 1) // 2
-    last = max(years - 2.0, EARLIEST_CROSSING_YEAR + 1.0)
-    crossing = np.concatenate([_stratified(rng, EARLIEST_CROSSING_YEAR, last, n_freeze),
-                               _stratified(rng, 1.6 * years, 4.0 * years, members - n_freeze)])
-    crossing = rng.permutation(crossing)
+    design: dict[str, object] = {"critical_freshwater_msv": critical.round(3).tolist()}
+    if parameters != "none":
+        table_rng = np.random.default_rng([seed, _stream(f"freeze-database/table/{parameters}")])
+        table = synth_parameters.draw(parameters, members, table_rng, fixed)
+        crossing = synth_parameters.crossing_years(table.froze_planned, years,
+                                                   EARLIEST_CROSSING_YEAR, table_rng)
+        design["parameter_table"] = {name: v.tolist() for name, v in table.values().items()}
+        design["parameter_design"] = synth_parameters.table_truth(parameters)
+        design["freeze_probability"] = synth_parameters.freeze_probability(
+            table.u, parameters).round(4).tolist()
+    else:
+        n_freeze = (members + 1) // 2
+        last = max(years - 2.0, EARLIEST_CROSSING_YEAR + 1.0)
+        crossing = np.concatenate([
+            _stratified(rng, EARLIEST_CROSSING_YEAR, last, n_freeze),
+            _stratified(rng, 1.6 * years, 4.0 * years, members - n_freeze)])
+        crossing = rng.permutation(crossing)
     trend = _ramp_for(critical, params.driver_gain, crossing, scenario)
     params = params.with_values(driver_trend_msv_per_decade=trend)
-    design = {"critical_freshwater_msv": critical.round(3).tolist(),
-              "crossing_year": crossing.round(2).tolist()}
+    design["crossing_year"] = crossing.round(2).tolist()
     return [EnsemblePlan("members", "", "freeze", params, "freeze-database", design)]
 
 
@@ -239,12 +256,21 @@ PLANNERS: dict[str, Callable[[Scenario, int, int, int], list[EnsemblePlan]]] = {
 """How each coupled kind chooses its members."""
 
 
-def plan_ensemble(kind: str, scenario: str | Scenario, members: int, years: int, seed: int = 0
-                  ) -> list[EnsemblePlan]:
-    """The ensembles a coupled kind writes (two for ``candidate``, one otherwise)."""
+def plan_ensemble(kind: str, scenario: str | Scenario, members: int, years: int, seed: int = 0,
+                  parameters: str = "none") -> list[EnsemblePlan]:
+    """The ensembles a coupled kind writes (two for ``candidate``, one otherwise).
+
+    ``parameters`` (``freeze-database`` only) names a :mod:`synth.parameters` design.
+    """
     if kind not in PLANNERS:
         raise ConfigurationError(f"unknown coupled ensemble kind {kind!r}; known: "
                                  f"{', '.join(PLANNERS)}")
+    if parameters != "none":
+        if kind != "freeze-database" or parameters not in synth_parameters.DESIGNS:
+            raise ConfigurationError(f"parameter design {parameters!r} needs --kind "
+                                     f"freeze-database and one of "
+                                     f"{', '.join(synth_parameters.DESIGNS)}")
+        return _database(get_scenario(scenario), members, years, seed, parameters)
     return PLANNERS[kind](get_scenario(scenario), members, years, seed)
 
 
@@ -262,6 +288,29 @@ def simulate_ensemble(kind: str, scenario: str | Scenario = "greenland_runoff", 
     if len(plans) != 1:
         raise ConfigurationError(f"{kind} makes {len(plans)} ensembles; use plan_ensemble")
     return simulate_plan(plans[0], scenario, years, seed)
+
+
+def simulate_setting(values: dict[str, float], members: int, years: int, seed: int,
+                     scenario: str | Scenario = "greenland_runoff", parameters: str = "freeze"
+                     ) -> Simulation:
+    """``members`` freeze-database runs all at one parameter setting (names missing from
+    ``values`` at their defaults): the re-simulation that checks a what-if change."""
+    fixed = synth_parameters.scaled(values)
+    plan = _database(get_scenario(scenario), members, years, seed, parameters, fixed)[0]
+    return simulate_plan(plan, scenario, years, seed)
+
+
+def write_parameter_tables(root: Path, cases: Sequence[str], table: dict[str, list[float]]
+                           ) -> None:
+    """``params.csv`` (``member,<param>...``, member ids) and ``parameters.csv`` in ``root``."""
+    names = [p.name for p in synth_parameters.PARAMETERS]
+    _write_csv(root / synth_parameters.TABLE_FILE, ["member", *names],
+               ([split_case(case)[1], *(repr(table[n][i]) for n in names)]
+                for i, case in enumerate(cases)))
+    _write_csv(root / "parameters.csv", ["parameter", "default", "min", "max", "units",
+                                         "description"],
+               ([p.name, repr(p.default), repr(p.low), repr(p.high), p.units, p.description]
+                for p in synth_parameters.PARAMETERS))
 
 
 # --- signals -----------------------------------------------------------------------------
@@ -319,6 +368,7 @@ class WriteOptions:
     progress: bool
     packed: bool = False
     output: str = "full"
+    parameters: str = "none"
 
 
 def _write_members(options: WriteOptions, root: Path, cases: Sequence[str],
@@ -371,12 +421,14 @@ def _write_coupled(kind: str, scenario: Scenario, members: int, years: int,
     make_grids, _ = _writer()
     grids = make_grids(options.flavour, options.size, seed=options.seed)
     ensembles = {}
-    for plan in plan_ensemble(kind, scenario, members, years, options.seed):
+    for plan in plan_ensemble(kind, scenario, members, years, options.seed, options.parameters):
         sim = simulate_plan(plan, scenario, years, options.seed)
         cases = [case_name(options.flavour, plan.label, i + 1) for i in range(members)]
         root = options.outdir / plan.subdir if plan.subdir else options.outdir
         _write_members(options, root, cases, sim.features, ("ocn", "ice", "atm", "lnd"),
                        plan.stream, grids)
+        if "parameter_table" in plan.design:
+            write_parameter_tables(root, cases, plan.design["parameter_table"])
         ensembles[plan.role] = {"directory": plan.subdir or ".", "design": plan.design,
                                 "members": _members_truth(plan, sim, cases)}
         logger.info("%s %s: %d of %d members froze", kind, plan.role, int(sim.froze.sum()),
@@ -626,7 +678,8 @@ def _check(kind: str, members: int, years: int, flavour: str, size: str, layout:
 def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runoff",
                members: int = 8, years: int = 30, seed: int = 0, flavour: str = "cesm3",
                size: str = "default", layout: str = "history", progress: bool = False,
-               design: str = "oaat", packed: bool = False, output: str = "full") -> Path:
+               design: str = "oaat", packed: bool = False, output: str = "full",
+               parameters: str = "none") -> Path:
     """Write a synthetic ensemble and its ``truth.json`` under ``outdir``.
 
     Parameters
@@ -657,6 +710,10 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
         ``full`` or ``reduced``: what a lean production run writes (no CAM ``LANDFRAC``,
         ``PRECC`` + ``PRECL`` instead of ``PRECT``, no ocean velocities), so the readers'
         fallbacks are exercised.
+    parameters
+        ``freeze-database`` only: ``freeze`` or ``null`` writes ``params.csv`` and
+        ``parameters.csv`` whose values decide (or, for ``null``, do not decide) the freezes
+        (:mod:`synth.parameters`).
 
     Returns
     -------
@@ -666,7 +723,8 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     _check(kind, members, years, flavour, size, layout, design, output)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    options = WriteOptions(outdir, flavour, size, layout, seed, progress, packed, output)
+    options = WriteOptions(outdir, flavour, size, layout, seed, progress, packed,
+                           output=output, parameters=parameters)
     if kind == "ppe":
         body = _write_ppe(members, years, design, options)
     else:

@@ -287,6 +287,7 @@ class WorkerProcess:
     concurrency: int = 1
     process: subprocess.Popen | None = None
     starts: int = 0
+    name: str | None = None  # the node name (-n); None: a new one at every start
 
     @property
     def pid(self) -> int:
@@ -311,7 +312,8 @@ class WorkerProcess:
                 [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                  "-Q", queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}",
                  "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "-n", f"{self.settings.queue_prefix or 'esmwatch-'}{uuid.uuid4().hex[:6]}@%h",
+                 "-n", self.name or f"{self.settings.queue_prefix or 'esmwatch-'}"
+                                    f"{uuid.uuid4().hex[:6]}@%h",
                  "--loglevel=INFO"],
                 cwd=self.settings.data_dir.parent, env=worker_env(self.settings),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -356,10 +358,10 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def celery_worker(settings: Settings, log: Path, *, pool: str = "solo",
-                  concurrency: int = 1) -> Iterator[WorkerProcess]:
+def celery_worker(settings: Settings, log: Path, *, pool: str = "solo", concurrency: int = 1,
+                  name: str | None = None) -> Iterator[WorkerProcess]:
     """A started worker; its process group is stopped at the end whatever happened."""
-    worker = WorkerProcess(settings, log, pool, concurrency)
+    worker = WorkerProcess(settings, log, pool, concurrency, name=name)
     try:
         worker.start()
         yield worker

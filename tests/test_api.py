@@ -152,12 +152,14 @@ def test_invalid_submissions_are_422_and_create_nothing(client: TestClient, auth
     assert store.list_jobs()[1] == 0
 
 
-def test_outside_path_error_names_the_path(client: TestClient, auth: dict[str, str]) -> None:
+def test_outside_path_error_names_the_path_and_nothing_else(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
     response = client.post("/api/v1/jobs", headers=auth,
-                           json={"type": "features", "params": {"roots": ["/etc"]}})
+                           json={"type": "features", "params": {"roots": ["/etc/../etc"]}})
     detail = response.json()
-    assert "'/etc' resolves to /etc, outside the data roots" in detail["detail"]
+    assert "'/etc/../etc' is outside the data roots" in detail["detail"]
     assert detail["errors"][0]["loc"] == "roots.0"
+    assert "resolves" not in response.text and str(settings.data_roots[0]) not in response.text
 
 
 def test_oversized_bodies_are_413(client: TestClient, auth: dict[str, str], store: Store) -> None:
@@ -303,6 +305,21 @@ def test_cli_token_jobs_and_ensembles(client: TestClient, settings: Settings, st
             "--root", "/etc"])
         assert outside.exit_code == 1 and "outside the data roots" in outside.stderr
         assert "ppe" in runner.invoke(cli, ["ensemble", "list"]).stdout
+        updated = runner.invoke(cli, ["ensemble", "update", "ppe", "--configuration", "I2000 f19",
+                                      "--metadata", '{"setup": "offline", "rev": 2}'])
+        assert updated.exit_code == 0, updated.output
+        row = store.get_ensemble("ppe")
+        assert (row.configuration, row.meta, row.kind) == (
+            "I2000 f19", {"setup": "offline", "rev": 2}, "ppe-offline")
+        for bad, message in [(["--metadata", '{"x": NaN}'], "only finite numbers"),
+                             (["--metadata", '{"reference": "ppe"}'], "not another registered"),
+                             (["--root", "/etc"], "outside the data roots")]:
+            refused = runner.invoke(cli, ["ensemble", "update", "ppe", *bad])
+            assert refused.exit_code == 1 and message in refused.stderr, refused.output
+        assert runner.invoke(cli, ["ensemble", "remove", "ppe"]).exit_code == 0
+        gone = runner.invoke(cli, ["ensemble", "remove", "ppe"])
+        assert gone.exit_code == 1 and "no ensemble named 'ppe'" in gone.stderr
+        assert store.list_ensembles() == []
 
 
 def test_cli_serve_worker_and_beat(settings: Settings, tmp_path: Path,

@@ -15,10 +15,11 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from service import jobs
 from service.api import create_app
 from service.jobs import reconcile, submit_job
 from service.settings import Settings
-from service.store import get_store
+from service.store import get_store, utcnow
 from tests import faultkit
 from tests.faultkit import (
     LONG_MEMBERS,
@@ -27,6 +28,7 @@ from tests.faultkit import (
     WorkerProcess,
     archive_copy,
     attempt_dirs,
+    celery_worker,
     gone,
     long_archive,
     reconcile_until_done,
@@ -125,3 +127,51 @@ def test_main_worker_process_killed_mid_job(settings: Settings, worker: WorkerPr
     assert jobs[job_id].attempts == 2
     print(f"main process SIGKILL: recovered in {recovered_s:.1f} s (worker restart included), "
           f"attempts {jobs[job_id].attempts}, reconcile passes {passes}")
+
+
+@pytest.fixture(scope="module")
+def restart_settings(tmp_path_factory: pytest.TempPathFactory,
+                     redis_server: RedisServer) -> Settings:
+    """A default-length lease and no reconcile pass: only the restart can recover the job."""
+    base = tmp_path_factory.mktemp("restart")
+    return local_settings(base, base / "archives", broker_url=redis_server.url(),
+                          dask_scheduler=None, lease_seconds=300, reconcile_after_s=600,
+                          queue_prefix="restart-")
+
+
+@pytest.mark.timeout(240)
+def test_restarted_worker_requeues_its_own_interrupted_job_at_once(
+        restart_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = restart_settings
+    log = settings.data_dir.parent / "named-worker.log"
+    with celery_worker(settings, log, pool="prefork", name="restart-node@%h") as named:
+        job_id, client, auth = _kill_mid_job(settings, named, "main", tmp_path_factory)
+        named.stop()
+        started = time.monotonic()
+        named.start()  # the same node name, as a supervisor restarts it
+        ready_s = time.monotonic() - started
+        claimed_s = wait_until(lambda: get_store(settings).get_job(job_id).attempts == 2, 10)
+        wait_until(lambda: get_store(settings).get_job(job_id).state == "succeeded", 60)
+        done_s = time.monotonic() - started
+    _assert_completed_once(settings, job_id, client, auth)
+    assert "still leased to its previous run" in named.text()
+    print(f"worker restart: ready {ready_s:.1f} s after start, job claimed again "
+          f"{claimed_s:.1f} s after ready, succeeded {done_s:.1f} s after start "
+          f"(lease 300 s, no reconcile pass)")
+
+
+def test_a_worker_leaves_other_workers_jobs_and_its_own_current_ones(
+        restart_settings: Settings) -> None:
+    store = get_store(restart_settings)
+    node = "esmwatch@host-a"
+    ids = {}
+    for holder in (f"{node}/0ld1ncar:11/1", f"{node}/{jobs.INCARNATION}:12/2",
+                   "other@host-b/0ld1ncar:11/3", f"{node}x/0ld1ncar:11/4"):
+        job, _ = store.create_job("features", {"roots": []})
+        assert store.claim_job(job.id, holder)
+        ids[holder] = job.id
+    recovered = jobs.recover_own_jobs(node, restart_settings)
+    assert recovered == [ids[f"{node}/0ld1ncar:11/1"]]
+    leases = {holder: store.get_job(job_id).lease_expires for holder, job_id in ids.items()}
+    assert leases[f"{node}/0ld1ncar:11/1"] < utcnow() < min(
+        leases[h] for h in ids if h != f"{node}/0ld1ncar:11/1")

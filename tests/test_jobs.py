@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.exc import ProgrammingError
 
 from detectors.contracts import ResultContract
 from ensembles.errors import ConfigurationError, InputFileError
@@ -299,7 +301,10 @@ def test_embedded_submission_runs_in_a_background_thread(settings: Settings,
 
 @pytest.mark.parametrize(("error", "expected"), [
     (InputFileError("/data/x.nc", "truncated"), "/data/x.nc: truncated"),
-    (RuntimeError("bug"), "RuntimeError: bug (see worker log)"),
+    (RuntimeError("bug near /srv/secret"), "unexpected RuntimeError; see the server log"),
+    (ProgrammingError("SELECT ensembles.id FROM ensembles WHERE ensembles.name = ?", [["x"]],
+                      sqlite3.ProgrammingError("Error binding parameter 1")),
+     "database error (ProgrammingError); see the server log"),
 ])
 def test_failures_are_recorded_and_leave_no_partial_result(
         settings: Settings, recorder: Recorder, error: Exception, expected: str, caplog) -> None:
@@ -309,7 +314,7 @@ def test_failures_are_recorded_and_leave_no_partial_result(
     job = get_store(settings).get_job(job_id)
     assert (job.state, job.error, job.artifacts) == ("failed", expected, [])
     assert job_dirs(settings, job_id) == []
-    assert bool(caplog.records) == isinstance(error, RuntimeError)  # tracebacks for bugs only
+    assert bool(caplog.records) != isinstance(error, InputFileError)  # tracebacks for bugs only
 
 
 def test_cancelling_a_running_job_discards_its_result(settings: Settings,

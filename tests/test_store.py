@@ -84,7 +84,7 @@ def test_migrations_build_the_orm_schema(store: Store) -> None:
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
     assert set(inspect(store.engine).get_table_names()) >= {
         "ensembles", "members", "jobs", "models", "alerts", "api_tokens"}
 

@@ -12,19 +12,29 @@ defaults), while importing this module needs no broker.  Why these options:
   still legitimately running;
 - the in-memory beat scheduler: the default one keeps its state in a pickle (shelve) file.
 
+A worker or beat process creates its files 0600 and directories 0700 (umask 077), and a
+worker that starts re-queues at once the jobs its previous incarnation (same node name)
+still held, rather than leaving them to the lease and the reconciler.
+
 Duplicate deliveries are harmless because ``service.jobs.run_job`` claims by compare-and-set.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from functools import cache
 from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import beat_init, celeryd_init, worker_ready
 
 from service.broker import celery_config
-from service.settings import Settings, get_settings
+from service.jobs import recover_own_jobs
+from service.settings import SERVICE_UMASK, Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 RECONCILE_TASK = "esmwatch.reconcile"
 SCHEDULED_TASK = "esmwatch.submit_scheduled"
@@ -71,6 +81,20 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery("esmwatch", include=["workers.tasks"], set_as_current=False)
     app.conf.update(worker_config(settings or get_settings()))
     return app
+
+
+@celeryd_init.connect
+@beat_init.connect
+def _restrict_umask(**_: Any) -> None:
+    os.umask(SERVICE_UMASK)
+
+
+@worker_ready.connect
+def _recover_own_jobs(sender: Any, **_: Any) -> None:
+    try:
+        recover_own_jobs(sender.hostname)
+    except Exception:  # a database outage: the lease and the reconciler still recover them
+        log.exception("could not re-queue the jobs of %s's previous run", sender.hostname)
 
 
 @cache

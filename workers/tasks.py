@@ -7,14 +7,13 @@ they bind to the app ``celery -A workers.celery_app`` builds without importing i
 
 from __future__ import annotations
 
-import os
 import uuid
 
 from celery import Task, shared_task
 
 from service.broker import RUN_TASK
 from service.job_types import register_all
-from service.jobs import reconcile, run_job, submit_scheduled
+from service.jobs import reconcile, run_job, submit_scheduled, worker_label
 from workers.celery_app import RECONCILE_TASK, SCHEDULED_TASK
 
 # Register (and so import) every job type (torch, scikit-learn, ...) now, in the worker's main
@@ -27,7 +26,7 @@ register_all()
 def run_job_task(self: Task, job_id: str) -> str:
     """Run one job by id; a duplicate delivery returns ``skipped`` without running it."""
     job_id = str(uuid.UUID(job_id))  # ValueError for anything but a job id
-    return run_job(job_id, worker=f"{self.request.hostname}:{os.getpid()}")
+    return run_job(job_id, worker=worker_label(self.request.hostname))
 
 
 @shared_task(name=RECONCILE_TASK)

@@ -9,12 +9,12 @@ inside the commands, so ``esmwatch --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -97,12 +97,21 @@ def jobs_reconcile() -> None:
 
 
 @token_app.command("create")
-def token_create(name: Annotated[str, typer.Argument(help="Who or what uses the token.")]) -> None:
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the token.")],
+    scope: Annotated[list[str] | None, typer.Option(
+        help="read, submit or admin (repeatable); default read and submit.")] = None,
+    expires_days: Annotated[float | None, typer.Option(
+        min=0.001, help="Refused after this many days; default never.")] = None,
+) -> None:
     """Create an API token and print it; only its hash is stored, so keep it now."""
+    scopes = scope or ["read", "submit"]
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     with _user_errors():
-        token = _store().create_token(name)
+        token = _store().create_token(name, scopes, expires)  # type: ignore[arg-type]
     typer.echo(token)
-    typer.secho(f"token {name!r} created; it cannot be shown again", err=True)
+    typer.secho(f"token {name!r} ({', '.join(scopes)}) created; it cannot be shown again",
+                err=True)
 
 
 @ensemble_app.command("add")
@@ -115,10 +124,7 @@ def ensemble_add(
 ) -> None:
     """Register an ensemble whose roots lie under the configured data roots."""
     with _user_errors():
-        try:
-            meta = json.loads(metadata)
-        except json.JSONDecodeError as err:
-            raise EsmwatchError(f"--metadata is not JSON: {err}") from None
+        meta = _json_option("--metadata", metadata)
         from service.settings import validate_with_settings
         from service.store import EnsembleSpec
 
@@ -217,7 +223,9 @@ def serve(
     import uvicorn
 
     from service.api import create_app
+    from service.settings import SERVICE_UMASK
 
+    os.umask(SERVICE_UMASK)
     uvicorn.run(create_app(get_settings()), host=host, port=port)
 
 
@@ -250,9 +258,82 @@ def _exec_celery(*args: str) -> NoReturn:
     Started as a command rather than imported, so the service layer does not import workers.
     """
     from service.broker import celery_config
+    from service.settings import SERVICE_UMASK
 
     with _user_errors():
         celery_config(get_settings())  # a clear error now if no broker is configured
     command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
     log.info("exec %s", " ".join(command))
+    os.umask(SERVICE_UMASK)  # kept across exec (the Celery app sets it too)
     os.execv(sys.executable, command)
+
+
+# ---- token list|revoke, ensemble remove|update ----------------------------------------
+
+
+def _json_option(option: str, text: str) -> Any:
+    """An option's JSON, parsed as strictly as an API body."""
+    from service.limits import parse_json
+
+    try:
+        return parse_json(text, what=option)
+    except ValueError as err:  # json.JSONDecodeError included
+        raise EsmwatchError(f"{option} is not acceptable JSON: {err}") from None
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: id, name, scopes, expiry, last use, and whether it is revoked."""
+    with _user_errors():
+        tokens = _store().list_tokens()
+    for token in tokens:
+        state = (f"revoked {token.revoked:%Y-%m-%d %H:%M}" if token.revoked else
+                 f"expires {token.expires:%Y-%m-%d %H:%M}" if token.expires else "no expiry")
+        used = f"{token.last_used:%Y-%m-%d %H:%M}" if token.last_used else "never"
+        typer.echo(f"{token.id:>4}  {token.name:<20} {','.join(token.scopes):<18} {state:<24} "
+                   f"last used {used}")
+    typer.echo(f"{len(tokens)} token(s)")
+
+
+@token_app.command("revoke")
+def token_revoke(which: Annotated[str, typer.Argument(
+        help="A token's id (see token list), or a name: every live token of that name.")]
+                 ) -> None:
+    """Revoke tokens: the API refuses them from the next request on."""
+    with _user_errors():
+        revoked = _store().revoke_tokens(which)
+    typer.echo(f"revoked {len(revoked)} token(s): "
+               + ", ".join(f"{t.id} ({t.name})" for t in revoked))
+
+
+@ensemble_app.command("remove")
+def ensemble_remove(name: str) -> None:
+    """Forget a registered ensemble and its scan state (its files are not touched)."""
+    with _user_errors():
+        _store().remove_ensemble(name)
+    typer.echo(f"removed ensemble {name}")
+
+
+@ensemble_app.command("update")
+def ensemble_update(
+    name: str,
+    kind: Annotated[EnsembleKind | None, typer.Option(help="What the ensemble is.")] = None,
+    configuration: Annotated[str | None, typer.Option(help="compset + grid + code tag.")] = None,
+    root: Annotated[list[Path] | None, typer.Option(
+        help="A root directory (repeatable); replaces all roots.")] = None,
+    metadata: Annotated[str | None, typer.Option(help="JSON object; replaces it.")] = None,
+) -> None:
+    """Change a registered ensemble: only the options given are replaced."""
+    from service.settings import validate_with_settings
+    from service.store import EnsembleUpdate, get_store
+
+    with _user_errors():
+        settings = get_settings()
+        change = {"kind": kind, "configuration": configuration,
+                  "roots": [str(r) for r in root] if root else None,
+                  "metadata": None if metadata is None else _json_option("--metadata", metadata)}
+        update = validate_with_settings(
+            EnsembleUpdate, {k: v for k, v in change.items() if v is not None}, settings,
+            what="ensemble update")
+        get_store(settings).update_ensemble(name, update)
+    typer.echo(f"updated ensemble {name}")

@@ -55,6 +55,9 @@ def synth(
     output: Annotated[str, typer.Option(
         help="full, or reduced: a lean production output list (no LANDFRAC, PRECC + PRECL "
              "instead of PRECT, no ocean velocities).")] = "full",
+    parameters: Annotated[str, typer.Option(
+        help="freeze-database only: 'freeze' writes params.csv + parameters.csv whose values "
+             "decide the freezes, 'null' one where no parameter matters.")] = "none",
 ) -> None:
     """Write a synthetic CESM-like ensemble with known planted causes (truth.json beside it)."""
     from synth.ensemble import synthesize
@@ -62,7 +65,8 @@ def synth(
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
                           seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
-                          design=design, packed=packed, output=output)
+                          design=design, packed=packed, output=output,
+                          parameters=parameters)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
@@ -222,6 +226,74 @@ def analyze_sensitivity(
                f" ({result.target.units}); report: {(out / 'report.html').resolve()}")
     for line in result.summary_lines():
         typer.echo(f"  {line}")
+
+
+@analyze_app.command("parameters")
+def analyze_parameters(
+    roots: Annotated[list[Path], typer.Argument(help="Root(s) of the freeze database.")],
+    params: Annotated[Path | None, typer.Option(
+        help="Parameter table member,<param>... Default: params.csv in a root or its parent."
+    )] = None,
+    parameters: Annotated[Path | None, typer.Option(
+        help="parameters.csv (parameter,default,min,max). Default: parameters.csv beside the "
+             "roots; else ranges come from the table and there is no what-if.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("parameters"),
+    threshold: Annotated[float, typer.Option(help="P(freeze) above which a setting is unsafe.")
+                         ] = 0.2,
+    permutations: Annotated[int, typer.Option(min=19, help="Permutations of the null.")] = 99,
+    seed: Annotated[int, typer.Option()] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
+) -> None:
+    """Which parameter settings freeze: P(freeze | parameters), importance, safe region, what-if.
+
+    Tables not given are looked for beside the roots (the layout `esmwatch synth --kind
+    freeze-database --parameters freeze` writes).
+    """
+    from detectors.parameters.analysis import ParametersSettings
+    from service.analyses.parameters import ParametersParams, run_parameters
+    from service.result_files import write_result
+
+    with user_errors():
+        job = ParametersParams(roots=roots, params=params, parameters=parameters,
+                               settings=ParametersSettings(threshold=threshold, seed=seed,
+                                                           n_permutations=permutations))
+        with ProgressBar() as report:
+            result = run_parameters(job, out, cache_dir_or_default(cache_dir), report)
+        write_result(out, result)
+    typer.echo(f"{result.summary()}; report: {(out / 'report.html').resolve()}")
+
+
+@science_app.command("compare")
+def compare(
+    ensemble_a: Annotated[Path, typer.Argument(help="Root of ensemble A (e.g. the old tag).")],
+    ensemble_b: Annotated[Path, typer.Argument(help="Root of ensemble B (e.g. the new tag).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("compare"),
+    risk: Annotated[bool, typer.Option(help="Score both with the promoted risk model.")] = True,
+    cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
+) -> None:
+    """Compare two ensembles: freeze fraction, time to onset, risk, shifted budget terms."""
+    from service.analyses.compare import CompareParams, run_compare
+    from service.result_files import write_result
+
+    with user_errors():
+        job = CompareParams(a=[ensemble_a], b=[ensemble_b],
+                            names=(ensemble_a.name or "A", ensemble_b.name or "B"))
+        model = _promoted_risk() if risk else None
+        with ProgressBar() as report:
+            result = run_compare(job, out, cache_dir_or_default(cache_dir), report, model=model)
+        write_result(out, result)
+    typer.echo(f"{result.verdict}: {result.reason}; report: {(out / 'report.html').resolve()}")
+
+
+def _promoted_risk() -> tuple[str, object] | None:
+    """The promoted risk model of the configured store, if any."""
+    from service.model_registry import load_promoted_risk
+    from service.settings import get_settings
+    from service.store import get_store
+
+    settings = get_settings()
+    promoted = load_promoted_risk(get_store(settings), settings)
+    return (f"risk v{promoted[0].version}", promoted[1]) if promoted else None
 
 
 @check_app.command("consistency")
