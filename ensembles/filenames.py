@@ -291,12 +291,21 @@ def _netcdf_files(root: Path, visited: set[str]) -> Iterator[str]:
         if real in visited:
             continue
         visited.add(real)
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=True):
-                    pending.append(entry.path)
-                elif entry.name.endswith(".nc") and entry.is_file():
-                    yield entry.path
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:  # a link loop or a directory gone or unreadable: skipped
+            logger.warning("%s: not searched: %s", directory, err.strerror)
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.name.endswith(".nc") and entry.is_file()
+            except OSError:  # a link to itself, or to a link loop
+                continue
+            if is_dir:
+                pending.append(entry.path)
+            elif is_file:
+                yield entry.path
 
 
 def discover(
