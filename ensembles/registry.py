@@ -18,8 +18,13 @@ from ensembles.errors import ConfigurationError
 from ensembles.regions import get_region
 
 Role = Literal["state", "driver", "feedback"]
-Reduction = Literal["mean", "integral"]
+Reduction = Literal["mean", "integral", "transport"]
 INTEGRAL_UNITS = "mSv"
+FLUX_REDUCTIONS = ("integral", "transport")  # freshwater fluxes, in mSv
+STATE_VARIABLES = frozenset({"so", "thetao", "tos", "sos", "hmxl", "xmxl", "mld_003", "mlotst",
+                             "aice", "hi"})
+"""Salinity, temperature, mixed layer and ice state: ``state`` in every region (DESIGN
+"Processes, roles, regions"); the registry refuses them as a driver."""
 
 
 class Variable(BaseModel):
@@ -86,7 +91,7 @@ class Feature(BaseModel):
 
     @property
     def units(self) -> str:
-        return INTEGRAL_UNITS if self.var.reduction == "integral" else self.var.units
+        return INTEGRAL_UNITS if self.var.reduction in FLUX_REDUCTIONS else self.var.units
 
 
 class Registry(BaseModel):
@@ -110,6 +115,9 @@ class Registry(BaseModel):
         for feature in self.features.values():
             if feature.process not in self.processes:
                 raise ValueError(f"feature {feature.name}: unknown process {feature.process!r}")
+            if feature.variable in STATE_VARIABLES and feature.role != "state":
+                raise ValueError(f"feature {feature.name}: {feature.variable} is the state of "
+                                 "the ocean or ice, never a source: its role must be state")
             get_region(feature.region)
         for variable in self.variables.values():
             for recipe in variable.sources.values():

@@ -48,6 +48,7 @@ from service.auth import UNAVAILABLE, BearerAuth, check_scope, require
 from service.broker import broker_status
 from service.job_types import register_all
 from service.jobs import UnknownJobType, get_job_type, reconcile, submit_job
+from service.kinds import JOB_STATES, JobState
 from service.limits import ENSEMBLE_NAME, bounded_metadata, parse_json
 from service.paths import confined_path
 from service.settings import (
@@ -58,13 +59,11 @@ from service.settings import (
     validate_with_settings,
 )
 from service.store import (
-    JOB_STATES,
     ApiToken,
     Conflict,
     Ensemble,
     EnsembleSpec,
     EnsembleUpdate,
-    JobState,
     NotFound,
     Store,
     get_store,

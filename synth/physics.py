@@ -314,6 +314,8 @@ _EVAP = (60.0, 55.0, 45.0, 30.0, 18.0, 12.0, 10.0, 12.0, 20.0, 35.0, 50.0, 58.0)
 _ICE_IMPORT = (14.0, 16.0, 18.0, 15.0, 8.0, 2.0, 0.0, 0.0, 0.0, 1.0, 5.0, 10.0)
 IMPORTED_ICE_MELT = 0.8  # fresh water per unit imported ice volume (density and brine)
 DAVIS_LIQUID_MSV_PER_GKG = -1.6e3 / S_REF  # 1.6 Sv through Davis Strait: mSv per g/kg anomaly
+_DAVIS_FWT = (95, 90, 85, 85, 90, 100, 115, 125, 120, 110, 105, 100)  # mSv into the Lab Sea
+_HUDSON_ROUTING = 0.3  # share of North American runoff leaving Hudson Bay through Hudson Strait
 
 
 def _roll(values: Sequence[float], lag: int) -> tuple[float, ...]:
@@ -346,6 +348,12 @@ PROCESSES: dict[str, DriverProcess] = {p.name: p for p in (
                  _roll(_relative(_NA_RUNOFF, 0.25 * _LABRADOR_ROUTING), 1),
                  _roll(_relative(_NA_RUNOFF, 0.04 * _LABRADOR_ROUTING), 1), lag=1,
                  fw_weight=1.0, budget=True, bounds=(0.0, np.inf)),
+        # the Hudson Bay share, through Hudson Strait months later; carried south by the
+        # Labrador Current on the shelf, it does not reach the interior
+        _feature("fwt_hudson_strait", _roll([_HUDSON_ROUTING * v for v in _NA_RUNOFF], 3),
+                 _roll(_relative(_NA_RUNOFF, 0.25 * _HUDSON_ROUTING), 3),
+                 _roll(_relative(_NA_RUNOFF, 0.04 * _HUDSON_ROUTING), 3), lag=3,
+                 budget=True, bounds=(0.0, np.inf)),
     )),
     DriverProcess("precipitation", slow_weight=0.35, fast_phi=0.2, features=(
         _feature("prect_labsea", _PRECIP, _relative(_PRECIP, 0.13), _relative(_PRECIP, 0.03),
@@ -381,10 +389,13 @@ PROCESSES: dict[str, DriverProcess] = {p.name: p for p in (
                  0.03, bounds=(0.0, np.inf)),
     )),
     DriverProcess("arctic_outflow", slow_weight=0.8, features=(
+        _feature("fwt_davis_strait", _DAVIS_FWT, 0.06 * -DAVIS_LIQUID_MSV_PER_GKG, 0.5,
+                 fw_weight=1.0, budget=True),
+        # upstream co-symptoms (registry role: state): Baffin Bay freshens with the outflow
         _feature("so_upper_baffin",
                  tuple(33.4 + d for d in (0.05, 0.08, 0.1, 0.1, 0.05, -0.05, -0.15, -0.2, -0.1,
                                           -0.05, 0.0, 0.03)),
-                 0.06, 0.01, loading=-1.0, fw_weight=DAVIS_LIQUID_MSV_PER_GKG),
+                 0.06, 0.01, loading=-1.0),
         _feature("aice_arctic",
                  (0.93, 0.94, 0.95, 0.95, 0.92, 0.85, 0.72, 0.6, 0.55, 0.7, 0.85, 0.91),
                  (0.01, 0.01, 0.01, 0.01, 0.015, 0.025, 0.04, 0.05, 0.05, 0.04, 0.02, 0.012),
@@ -392,7 +403,8 @@ PROCESSES: dict[str, DriverProcess] = {p.name: p for p in (
         _feature("hi_arctic", (1.9, 2.05, 2.2, 2.3, 2.3, 2.1, 1.7, 1.4, 1.35, 1.45, 1.6, 1.75),
                  0.12, 0.02, bounds=(0.0, np.inf)),
     )),
-    DriverProcess("large_scale_circulation", slow_weight=0.85, features=(
+    # subpolar-gyre state (registry role: state): context, never a source
+    DriverProcess("upstream_ocean_state", slow_weight=0.85, features=(
         _feature("so_upper_irminger", 34.95, 0.04, 0.008),
         _feature("so_upper_spg", 35.05, 0.03, 0.008),
         _feature("thetao_upper_irminger",
@@ -413,6 +425,10 @@ PROCESSES: dict[str, DriverProcess] = {p.name: p for p in (
     DriverProcess("surface_heat_flux", slow_weight=0.3, features=(
         _feature("fsh_north_america_ne", (-8, -5, 0, 10, 30, 45, 45, 35, 15, 0, -8, -10),
                  3.0, 3.0),
+    )),
+    DriverProcess("ocean_freshwater_transport", slow_weight=0.6, features=(
+        _feature("fwt_cape_farewell", (28, 27, 26, 26, 28, 32, 36, 38, 37, 34, 31, 29), 1.5,
+                 0.5, fw_weight=1.0, budget=True),
     )),
 )}
 """Every driver process and its features, in the fixed order noise is drawn."""
@@ -486,6 +502,11 @@ def per_member(rng: np.random.Generator | Sequence[np.random.Generator], n_membe
     return generators
 
 
+ADDED_LATER = frozenset({"fwt_davis_strait", "fwt_hudson_strait", "ocean_freshwater_transport"})
+"""Processes and features whose noise is drawn after all the others (gate transports, issue
+15), so that adding them changed no earlier member's series."""
+
+
 def draw_noise(rng: np.random.Generator | Sequence[np.random.Generator], n_members: int,
                n_months: int) -> Noise:
     """Draw every random number, member by member in a fixed order (see module docstring)."""
@@ -495,14 +516,18 @@ def draw_noise(rng: np.random.Generator | Sequence[np.random.Generator], n_membe
     white = np.stack([g.standard_normal((n_streams, n_months)) for g in generators], axis=1)
     streams = iter(white)
     fast, slow, own = {}, {}, {}
-    for process in PROCESSES.values():
-        fast[process.name] = ar1(next(streams), process.fast_phi)
-        slow[process.name] = ar1(next(streams), process.slow_phi)
-        for feature in process.features:
-            own[feature.name] = next(streams)
-    internal = ar1(next(streams), INTERNAL_FW_PHI)
-    air = ar1(next(streams), AIR_TEMPERATURE_PHI)
-    diagnostic = {name: next(streams) for name in DIAGNOSTIC_NOISE}
+    for late in (False, True):  # streams added later come last: earlier series stay the same
+        for process in PROCESSES.values():
+            if (process.name in ADDED_LATER) == late:
+                fast[process.name] = ar1(next(streams), process.fast_phi)
+                slow[process.name] = ar1(next(streams), process.slow_phi)
+            for feature in process.features:
+                if (feature.name in ADDED_LATER or process.name in ADDED_LATER) == late:
+                    own[feature.name] = next(streams)
+        if not late:
+            internal = ar1(next(streams), INTERNAL_FW_PHI)
+            air = ar1(next(streams), AIR_TEMPERATURE_PHI)
+            diagnostic = {name: next(streams) for name in DIAGNOSTIC_NOISE}
     return Noise(fast, slow, own, internal, air, diagnostic)
 
 
@@ -538,9 +563,11 @@ def latents(scenario: Scenario, params: MemberParameters, noise: Noise
     for name, process in PROCESSES.items():
         w = process.slow_weight
         own[name] = np.sqrt(1.0 - w * w) * noise.fast[name] + w * noise.slow[name]
-    if scenario.main_driver is not None:
-        process = PROCESSES[scenario.main_driver]
-        own[process.name] = own[process.name] + ramp(params, n_months) / process.fw_per_unit
+    for name in (scenario.main_driver, scenario.secondary_driver):
+        if name is not None:
+            process = PROCESSES[name]
+            own[name] = own[name] + (scenario.ramp_share(name) * ramp(params, n_months)
+                                     / process.fw_per_unit)
     general = dict(own)
     decoy = scenario.covarying_decoy
     if decoy is not None and scenario.main_driver is not None:
@@ -590,9 +617,34 @@ def interior_freshwater(scenario: Scenario, params: MemberParameters,
     for name, process in PROCESSES.items():
         coupling = scenario.coupling(name)
         if coupling:
-            total = total + coupling * params.driver_gain[:, None] * freshwater_channel(
-                process, drivers)
+            channel = freshwater_channel(process, drivers)
+            if name == scenario.main_driver and scenario.memory_months:
+                channel = leaky_integral(channel, scenario.memory_months)
+            total = total + coupling * params.driver_gain[:, None] * channel
     return total
+
+
+def leaky_integral(series: np.ndarray, e_folding_months: float) -> np.ndarray:
+    """Unit-gain leaky integral along time: a slow reservoir that remembers for years."""
+    keep = np.exp(-1.0 / e_folding_months)
+    out = np.empty_like(series)
+    out[:, 0] = series[:, 0]
+    for t in range(1, series.shape[1]):
+        out[:, t] = keep * out[:, t - 1] + (1.0 - keep) * series[:, t]
+    return out
+
+
+DOWNSTREAM_LAG = 6  # months for a Lab Sea anomaly to reach the Irminger Sea
+
+
+def downstream(features: Mapping[str, np.ndarray], gain: float) -> dict[str, np.ndarray]:
+    """Irminger and subpolar-gyre salinity that follow the Lab Sea's (a co-symptom)."""
+    if not gain:
+        return {}
+    lab = features["so_upper_labsea"]
+    anomaly = _shift(lab - lab[:, : 5 * MONTHS].mean(axis=1, keepdims=True), DOWNSTREAM_LAG)
+    return {"so_upper_irminger": features["so_upper_irminger"] + gain * anomaly,
+            "so_upper_spg": features["so_upper_spg"] + 0.5 * gain * anomaly}
 
 
 # --- the convection column ---------------------------------------------------------------
@@ -742,7 +794,9 @@ def ramp_shape(scenario: Scenario) -> np.ndarray:
     """
     if scenario.main_driver is None:
         return np.ones(MONTHS)
-    by_month = PROCESSES[scenario.main_driver].fw_per_unit_by_month()
+    by_month = sum(scenario.ramp_share(name) * PROCESSES[name].fw_per_unit_by_month()
+                   / PROCESSES[name].fw_per_unit
+                   for name in (scenario.main_driver, scenario.secondary_driver) if name)
     return by_month / np.mean(by_month)
 
 
@@ -961,6 +1015,7 @@ def simulate(scenario: Scenario, params: MemberParameters, n_months: int,
     initial = spin_up(params)
     column = integrate(scenario, params, drivers, noise, initial)
     features = {**drivers, **diagnose(column, drivers, noise)}
+    features.update(downstream(features, scenario.downstream_gain))
     onset = onset_years(features["hmxl_labsea_interior"], features["aice_labsea_interior"])
     logger.debug("simulated %s: %d of %d members froze", scenario.name, int(np.sum(onset >= 0)),
                  params.n_members)

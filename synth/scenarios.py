@@ -41,6 +41,15 @@ class Scenario:
         Standard deviation of the interior's own freshwater noise (eddies), monthly AR(1).
     routing
         What happens to the co-varying decoy's anomaly, in words, for truth.json.
+    secondary_driver, secondary_share
+        A second coupled process carrying ``secondary_share`` of the ramp's freshwater (the
+        main driver keeps the rest): two drivers of unequal weight (issue 15 stress test).
+    memory_months
+        e-folding time of a leaky integrator (unit gain) the main driver's freshwater passes
+        through before it reaches the interior: a slow driver whose effect builds over years.
+    downstream_gain
+        g/kg of Irminger (and half of it in subpolar-gyre) upper-ocean salinity per g/kg of Lab
+        Sea anomaly, ``DOWNSTREAM_LAG`` months later: a neighbour that follows the symptom.
     """
 
     name: str
@@ -50,6 +59,10 @@ class Scenario:
     covariance: float = 0.6
     internal_noise_msv: float = 1.5
     routing: str = ""
+    secondary_driver: str | None = None
+    secondary_share: float = 0.0
+    memory_months: float = 0.0
+    downstream_gain: float = 0.0
 
     def __post_init__(self) -> None:
         known = set(PROCESSES)
@@ -66,17 +79,33 @@ class Scenario:
                                      "freshwater channel and cannot freshen the Lab Sea")
         if self.covarying_decoy is not None and self.covarying_decoy == self.main_driver:
             raise ConfigurationError(f"scenario {self.name}: the decoy cannot be the driver")
+        if self.secondary_driver is not None and (
+                self.secondary_driver not in known or self.main_driver is None
+                or self.secondary_driver in (self.main_driver, self.covarying_decoy)
+                or not 0.0 < self.secondary_share < 0.5):
+            raise ConfigurationError(f"scenario {self.name}: a secondary driver needs a main "
+                                     "driver, must differ from it and the decoy, and carries "
+                                     "a share in (0, 0.5)")
+        if self.memory_months < 0 or self.downstream_gain < 0:
+            raise ConfigurationError(f"scenario {self.name}: memory and downstream gain >= 0")
         if not 0.0 <= self.covariance < 1.0:
             raise ConfigurationError(f"scenario {self.name}: covariance must be in [0, 1)")
 
     def coupling(self, process: str) -> float:
-        """1 for the main driver, 0 for every other process (decoys have no effect)."""
-        return 1.0 if process == self.main_driver else 0.0
+        """1 for the main (and secondary) driver, 0 for every other process (decoys)."""
+        return 1.0 if process in (self.main_driver, self.secondary_driver) else 0.0
+
+    def ramp_share(self, process: str) -> float:
+        """Share of the planted ramp's freshwater that ``process`` carries."""
+        if process == self.secondary_driver:
+            return self.secondary_share
+        return 1.0 - self.secondary_share if process == self.main_driver else 0.0
 
     @property
     def decoys(self) -> list[str]:
         """Every driver process without effect on the Lab Sea, in :data:`PROCESSES` order."""
-        return [name for name in PROCESSES if name != self.main_driver]
+        return [name for name in PROCESSES if name not in (self.main_driver,
+                                                           self.secondary_driver)]
 
     def truth(self) -> dict[str, object]:
         """The scenario's part of truth.json."""
@@ -93,6 +122,10 @@ class Scenario:
                             "never enter the interior salinity; a co-varying decoy's co-varying "
                             "part enters neither the salinity nor the Lab Sea budget terms",
             "internal_noise_msv": self.internal_noise_msv,
+            "secondary_driver": self.secondary_driver,
+            "secondary_share": self.secondary_share if self.secondary_driver else None,
+            "memory_months": self.memory_months or None,
+            "downstream_gain": self.downstream_gain or None,
         }
 
 
@@ -139,6 +172,34 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         routing="the imported ice that co-varies with the Arctic outflow is not part of "
                 "dvidtd_labsea (it melts in Baffin Bay); aice/hi in Baffin and Davis Strait "
                 "carry it",
+    ),
+    # ---- issue 15: stress tests built to break naive attribution
+    Scenario(
+        "downstream_symptom",
+        "Greenland runoff freshens the Labrador Sea; Irminger and subpolar-gyre salinity follow "
+        "the Lab Sea downstream (a co-symptom, never a source).",
+        main_driver="greenland_runoff", covarying_decoy="continental_runoff",
+        downstream_gain=0.8,
+    ),
+    Scenario(
+        "strong_decoy",
+        "Sea-ice import freshens the Labrador Sea; precipitation co-varies with it at 0.9 "
+        "and has no effect.",
+        main_driver="sea_ice_import", covarying_decoy="precipitation", covariance=0.9,
+        routing="storm precipitation co-varies with the ice import but rains out upstream: "
+                "prect_labsea carries it, pr_labsea does not",
+    ),
+    Scenario(
+        "two_drivers",
+        "Continental runoff carries 70% of the extra freshwater and precipitation 30%.",
+        main_driver="continental_runoff", secondary_driver="precipitation",
+        secondary_share=0.3,
+    ),
+    Scenario(
+        "slow_driver",
+        "Arctic water through Davis Strait freshens the Labrador Sea through a salinity "
+        "integrator with a decade-long memory: its effect builds over years.",
+        main_driver="arctic_outflow", covarying_decoy="sea_ice_import", memory_months=120.0,
     ),
     Scenario(
         "null",

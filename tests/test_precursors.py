@@ -89,6 +89,11 @@ def test_planted_driver_is_recovered_and_co_varying_decoy_ranks_below() -> None:
             and p.significant}
     assert "greenland_runoff" in full and full <= {"greenland_runoff", "continental_runoff"}
     json.loads(result.model_dump_json(by_alias=True))["processes"]  # schema keys by alias
+    a = result.attribution  # both lines find the planted source: one confident answer
+    assert (a.verdict, a.top_source) == ("confident", "greenland_runoff")
+    assert a.summary.startswith("Excess freshwater before the freeze came mainly from Greenland")
+    assert result.budget.ranking()[0].source == "greenland_runoff"
+    assert not any(p.role != "driver" for p in drivers)
 
 
 @pytest.mark.slow
@@ -100,6 +105,7 @@ def test_null_scenario_raises_nothing_in_either_view_and_skill_stays_in_the_chan
     noise = [p for p in result.processes if p.view == "full" and p.role == "driver"]
     assert noise and not any(p.significant for p in noise), [(p.process, p.p_value)
                                                               for p in noise]
+    assert result.attribution.verdict != "confident"
     for row in result.skill:
         if row.model not in FAST.models:
             continue

@@ -84,13 +84,6 @@ def test_every_feature_is_named_and_described(name: str) -> None:
     )  # canonical units parse and integrals are water fluxes
 
 
-def test_roles_depend_on_region() -> None:
-    assert features()["aice_labsea"].role == "state"
-    assert features()["aice_baffin"].role == "driver"
-    assert features()["so_upper_labsea"].role == "state"
-    assert features()["so_upper_irminger"].role == "driver"
-
-
 def test_mixed_layer_diagnostics_keep_distinct_names() -> None:
     assert {"hmxl", "xmxl", "mld_003", "mlotst"} <= set(variables())
     assert variables()["hmxl"].sources == {"pop": ("HMXL",)}

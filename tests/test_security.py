@@ -51,6 +51,7 @@ from service.broker import RUN_TASK, celery_config
 from service.jobs import dispatch, get_job_type
 from service.settings import Settings, override_settings
 from service.store import ApiToken, Store, get_store, hash_token, utcnow
+from service.store import database as store_database
 from tests import test_api, test_jobs
 from tests.faultkit import free_port, private_redis, stop_process_group, wait_until
 from tests.test_jobs import _symlink, local_settings, wait_for, write_archive
@@ -366,13 +367,13 @@ def test_tokens_are_stored_hashed_and_compared_in_constant_time(
     assert token not in dump and token.removeprefix("esmw_") not in dump
 
     compared: list[tuple[str, str]] = []
-    real = store_module.hmac.compare_digest
+    real = store_database.hmac.compare_digest
 
     def spy(a: str, b: str) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(store_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(store_database.hmac, "compare_digest", spy)
     assert store.check_token(token) is not None
     assert store.check_token(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
     assert compared and all(len(a) == len(b) == 64 for a, b in compared)  # digests only

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.budget import freshwater_budget
+from detectors.budget.analysis import flux_differences
 from detectors.labels import LabelRule, label_freezes
 from detectors.parameters import results as rs
 from detectors.parameters.drivers import pre_onset_terms, regress_terms
@@ -112,10 +112,7 @@ def _drivers(
     terms, values = pre_onset_terms(features, outcomes, settings.budget_years)
     if not terms:
         return []
-    budget = {
-        t["feature"]: t["difference_msv"]
-        for t in freshwater_budget(features, labels, settings.budget_years)["terms"]
-    }
+    budget = flux_differences(features, labels, settings.budget_years)
     links = []
     tested = [j for j in range(len(names)) if significant[j]]
     if not tested:

@@ -23,7 +23,7 @@ from joblib import delayed
 
 from detectors import baselines
 from detectors.attribution import ViewLead, aggregate, explain_oof
-from detectors.budget import freshwater_budget
+from detectors.budget.analysis import freshwater_budget
 from detectors.crossval import (
     AnalysisError,
     Fold,
@@ -51,6 +51,7 @@ from detectors.precursors.results import (
     SkillRow,
 )
 from detectors.precursors.settings import PrecursorSettings
+from detectors.precursors.sources import attribute
 from detectors.samples import (
     VIEW_RULES,
     SampleSet,
@@ -201,6 +202,7 @@ def analyse_precursors(
         rows, frows = aggregate(view, view_passes, nulls[view], settings, notes)
         processes.extend(rows)
         feature_rows.extend(frows)
+    budget = freshwater_budget(table, labels, configuration.values, settings.budget)
     return PrecursorResult(
         ensembles=sorted(set(map(str, table.coords["ensemble"].values)))
         if "ensemble" in table.coords
@@ -216,7 +218,8 @@ def analyse_precursors(
         processes=processes,
         features=feature_rows,
         explainer_checks=[c for vp in passes.values() for p in vp for c in p.shap.checks],
-        budget=freshwater_budget(table, labels),
+        budget=budget,
+        attribution=attribute(budget, processes),
         members=_member_rows(table, labels),
         permutations=[_permutation_summary(v, n, settings) for v, n in nulls.items()],
         censoring=_censoring(labels, censored),

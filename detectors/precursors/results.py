@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from detectors.budget.results import Budget
 from detectors.contracts import CI, ResultContract, Strict
 
 
@@ -152,6 +153,37 @@ class ExplainerCheck(Strict):
     kernel_n: int | None = None
 
 
+class BudgetRank(Strict):
+    """A budget term in the attribution's table: its anomaly before onset, or what it lacks."""
+
+    source: str
+    anomaly_msv: float | None
+    anomaly_ci: CI | None
+    lacks: str | None = None
+
+
+class ModelRank(Strict):
+    """A process of the drivers view in the attribution's table."""
+
+    source: str
+    importance: float
+    significant: bool
+    drop_auc: float | None
+    direction: Literal["+", "-", "0"]
+
+
+class Attribution(Strict):
+    """Where the excess fresh water came from: the budget and the model, one verdict."""
+
+    verdict: Literal["confident", "budget-only", "model-only", "ambiguous"]
+    top_source: str | None
+    summary: str = Field(description="the answer in a developer's words")
+    reason: str
+    budget_ranking: list[BudgetRank] = Field(
+        description="budget terms, most extra fresh water first; terms it cannot compute last")
+    model_ranking: list[ModelRank] = Field(description="drivers view, by importance")
+
+
 class PrecursorResult(ResultContract):
     """The precursors job's result (docs/architecture.md "Contracts")."""
 
@@ -169,7 +201,10 @@ class PrecursorResult(ResultContract):
     processes: list[ProcessRow]
     features: list[FeatureRow]
     explainer_checks: list[ExplainerCheck] = Field(default_factory=list)
-    budget: dict = Field(default_factory=dict)
+    budget: Budget | None = Field(
+        None, description="Lab Sea upper-ocean freshwater budget (null: no labels to compare)")
+    attribution: Attribution | None = Field(
+        None, description="budget and drivers-view model compared: the verdict on the source")
     members: list[MemberRow]
     permutations: list[PermutationSummary] = Field(default_factory=list)
     censoring: Censoring | None = None

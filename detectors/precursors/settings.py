@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.budget.settings import BudgetSettings
 from detectors.labels import LabelRule
 from detectors.samples import SampleRule
 
@@ -51,3 +52,4 @@ class PrecursorSettings(BaseModel):
     seed: int = 0
     label: LabelRule = Field(default_factory=LabelRule)
     samples: SampleRule = Field(default_factory=SampleRule)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)

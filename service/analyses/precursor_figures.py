@@ -91,19 +91,23 @@ def lag_profiles(result: PrecursorResult, outdir: Path) -> Figure:
 
 
 def freshwater_budget(result: PrecursorResult, outdir: Path) -> Figure:
-    terms = result.budget.get("terms", [])
+    budget = result.budget
+    terms = budget.ranking() if budget else []
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(terms), 4) + 1))
     y = np.arange(len(terms))[::-1]
-    ax.barh(y, [t["difference_msv"] for t in terms],
-            color=["C3" if t["difference_msv"] > 0 else "C0" for t in terms])
-    ax.set_yticks(y, [f"{t['feature']} ({t['process']})" for t in terms], fontsize=8)
+    values = [t.anomaly.anomaly_msv for t in terms]
+    ax.barh(y, values, color=["C3" if v > 0 else "C0" for v in values])
+    for yi, t in zip(y, terms, strict=True):
+        if t.anomaly.anomaly_ci:
+            ax.plot(t.anomaly.anomaly_ci, [yi, yi], color="k", lw=1)
+    ax.set_yticks(y, [t.source for t in terms], fontsize=8)
     ax.axvline(0, color="k", lw=0.8)
-    years = result.budget.get("years_before_onset", "?")
-    ax.set(xlabel="frozen minus other members (mSv)",
-           title=f"Freshwater fluxes in the {years} years before onset")
+    years = budget.years_before_onset if budget else "?"
+    ax.set(xlabel="frozen minus other members (mSv, 90% CI)",
+           title=f"Freshwater budget terms in the {years} years before onset")
     return save_figure(fig, outdir, "freshwater_budget.png",
-                       "Freshwater budget check: how much more of each source arrived before "
-                       "onset in members that froze")
+                       "Freshwater budget: how much more of each source arrived before onset in "
+                       "members that froze (each pathway counted once)")
 
 
 def member_timelines(features: xr.Dataset, result: PrecursorResult, outdir: Path,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from detectors.budget.results import Anomaly
 from detectors.labels import Labels, label_freezes
 from detectors.precursors.analysis import analyse_precursors
 from detectors.precursors.results import PrecursorResult, RiskModelSummary
@@ -79,6 +80,49 @@ def top_findings(result: PrecursorResult, n: int = 3) -> list[str]:
     return lines
 
 
+def _attribution_lines(result: PrecursorResult) -> list[str]:
+    """The answer first: where the excess fresh water came from, and how sure we are."""
+    a = result.attribution
+    if a is None:
+        return []
+    return [a.summary, f"Verdict: {a.verdict} ({a.reason})."]
+
+
+def _budget_lines(result: PrecursorResult) -> list[str]:
+    b = result.budget
+    if b is None:
+        return []
+    closure = "" if b.closure is None else f"; residual rms / tendency rms {b.closure:.2f}"
+    return [f"Upper {b.layer_m[0]:g}-{b.layer_m[1]:g} m of the Lab Sea, freshwater content "
+            f"relative to {b.reference_salinity:g} g/kg, area {b.area_m2:.3g} m2 "
+            f"({b.area_source}); {b.n_frozen} frozen members against same-configuration "
+            f"members not frozen in the {b.years_before_onset} years before their onset"
+            f"{closure}. Land-side runoff explains the ocean-side terms and is not added to "
+            "them.", *b.unmeasured, *b.notes]
+
+
+def _budget_table(result: PrecursorResult) -> Table:
+    def fmt(a: Anomaly | None) -> tuple[str, str]:
+        if a is None or a.anomaly_msv is None:
+            return "", ""
+        ci = f"[{a.anomaly_ci[0]:+.2f}, {a.anomaly_ci[1]:+.2f}]" if a.anomaly_ci else ""
+        return f"{a.anomaly_msv:+.2f}", ci
+
+    rows = []
+    b = result.budget
+    if b is not None:
+        for name, a in (("tendency", b.tendency), ("sum of terms", b.sum_of_terms),
+                        ("residual", b.residual)):
+            rows.append((name, "", *fmt(a), ""))
+        for t in b.terms:
+            upstream = ", ".join(f"{e.feature} (lag {e.lag_months} mo, r {e.correlation:.2f})"
+                                 for e in t.explained_by if e.correlation is not None)
+            rows.append((t.source, "" if t.mean_msv is None else f"{t.mean_msv:.1f}",
+                         *fmt(t.anomaly), upstream or (f"lacks {t.lacks}" if t.lacks else "")))
+    return Table(["term", "mean (mSv)", "anomaly (mSv)", "90% CI", "explained by / lacks"],
+                 rows)
+
+
 def _risk_lines(result: PrecursorResult) -> list[str]:
     rel = result.risk_model
     if rel is None:
@@ -117,6 +161,7 @@ def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir
                      p.direction, p.peak_lag_months) for p in result.processes]
     sections = [
         Section("Summary", paragraphs=[
+            *_attribution_lines(result),
             f"{result.n_members} members ({result.n_frozen} froze) of "
             f"{', '.join(result.ensembles) or 'unnamed ensembles'}; configurations: "
             f"{', '.join(result.configurations)}. Freeze rule: {result.label}.",
@@ -133,7 +178,9 @@ def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir
              "significant", "direction", "peak lag"], process_rows)],
             figures=[figs.process_importance(result, outdir), figs.lag_profiles(result, outdir),
                      figs.top_features(result, outdir)]),
-        Section("Freshwater budget before onset", figures=[figs.freshwater_budget(result, outdir)]),
+        Section("Freshwater budget before onset", paragraphs=_budget_lines(result),
+                tables=[_budget_table(result)],
+                figures=[figs.freshwater_budget(result, outdir)]),
         Section("Members", figures=[figs.member_timelines(features, result, outdir, risk)],
                 tables=[Table(["member", "ensemble", "froze", "first freeze", "max risk"],
                               [(m.member, m.ensemble, m.froze, m.first_freeze or "",

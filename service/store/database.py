@@ -10,351 +10,53 @@ migrations in ``service/migrations`` and a test keeps them equal to these models
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    Dialect,
     Engine,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
     and_,
     bindparam,
-    create_engine,
-    event,
     func,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import (
-    DBAPIError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from ensembles.errors import EsmwatchError
-from service.kinds import JOB_STATES, SCOPES, EnsembleKind, JobState, Scope
-from service.limits import EnsembleName, Metadata
-from service.settings import DataPaths, InvalidParameters, Settings
+from service.kinds import SCOPES, JobState, Scope
+from service.settings import InvalidParameters, Settings
+from service.store.engine import make_engine, upgrade_schema
+from service.store.tables import (
+    Alert,
+    ApiToken,
+    Conflict,
+    Ensemble,
+    EnsembleSpec,
+    EnsembleUpdate,
+    Job,
+    Member,
+    ModelVersion,
+    NotFound,
+    hash_token,
+    iso,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS = Path(__file__).with_name("migrations")
-_PG_MIGRATION_LOCK = 0x65736D77  # "esmw": serialises concurrent upgrades of one database
-T = TypeVar("T")
 TOKEN_USE_PRECISION = timedelta(minutes=1)  # how stale ApiToken.last_used may be
-
-
-class NotFound(EsmwatchError):
-    """A job, ensemble or other record named by the user does not exist (HTTP 404)."""
-
-
-class Conflict(EsmwatchError):
-    """The request contradicts the current state: a duplicate name, a finished job (HTTP 409)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend.
-
-    SQLite has no time zones, so values are stored there as naive UTC; they come back
-    aware everywhere, and lease comparisons in SQL compare like with like.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use service.store.utcnow()")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    })
-
-
-class Ensemble(Base):
-    __tablename__ = "ensembles"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    configuration: Mapped[str] = mapped_column(String(500))
-    roots: Mapped[list[str]] = mapped_column(JSON)
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
-    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class Member(Base):
-    """One CESM case of an ensemble, with what the nightly scan has already seen of it."""
-
-    __tablename__ = "members"
-    __table_args__ = (UniqueConstraint("ensemble_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ensemble_id: Mapped[int] = mapped_column(ForeignKey("ensembles.id", ondelete="CASCADE"),
-                                             index=True)
-    name: Mapped[str] = mapped_column(String(500))
-    scan_state: Mapped[dict[str, Any]] = mapped_column(JSON)  # files_seen, last_month, errors
-
-
-class Job(Base):
-    __tablename__ = "jobs"
-    __table_args__ = (CheckConstraint(
-        "state IN (" + ", ".join(f"'{state}'" for state in JOB_STATES) + ")", name="state"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker_id: Mapped[str | None] = mapped_column(String(255))
-    lease_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    message: Mapped[str] = mapped_column(Text, default="")
-    error: Mapped[str | None] = mapped_column(Text)
-    artifacts: Mapped[list[str]] = mapped_column(JSON, default=list)
-    result_path: Mapped[str | None] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
-    started: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    finished: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-
-
-class ModelVersion(Base):
-    __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    version: Mapped[int] = mapped_column(Integer)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    path: Mapped[str] = mapped_column(Text)
-    promoted: Mapped[bool] = mapped_column(Boolean, default=False)
-    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class Alert(Base):
-    __tablename__ = "alerts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    sinks: Mapped[list[str]] = mapped_column(JSON, default=list)
-
-
-class ApiToken(Base):
-    """A bearer token: its hash, what it may do, until when, and whether it was revoked."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    last_used: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: list(SCOPES))
-    expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    revoked: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-    def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes
-
-
-Configuration = Annotated[str, Field(min_length=1, max_length=500,
-                                     description="compset + grid + code tag shared by the "
-                                                 "members")]
-
-
-class EnsembleSpec(BaseModel):
-    """An ensemble registration as a user gives it (API body, CLI options)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: EnsembleName
-    kind: EnsembleKind
-    configuration: Configuration
-    roots: DataPaths
-    metadata: Metadata = Field(default_factory=dict)
-
-
-class EnsembleUpdate(BaseModel):
-    """A change to a registered ensemble: only the fields given are replaced."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: EnsembleKind | None = None
-    configuration: Configuration | None = None
-    roots: DataPaths | None = None
-    metadata: Metadata | None = None
-
-
-def _iso(moment: datetime) -> str:
-    """Fixed-width UTC ISO text, so string order in SQL is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def hash_token(token: str) -> str:
-    """sha256 of a token: enough for high-entropy random tokens, and the lookup key."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def engine_url(url: str) -> str:
-    """Use psycopg 3 for a plain ``postgresql://`` URL (psycopg2 is not a dependency)."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return url
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, foreign keys, waits on locks) or PostgreSQL."""
-    url = engine_url(url)
-    if not url.startswith("sqlite"):
-        # a database that hangs (not refuses) must fail in seconds, so retries and 503s happen
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        # the database holds token hashes and job parameters: readable by the service only
-        # (SQLite gives its -wal and -shm files the database file's permissions)
-        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return engine
-
-
-def upgrade_schema(engine: Engine) -> None:
-    """Run ``alembic upgrade head`` on ``engine`` in-process (no alembic.ini, no network).
-
-    On PostgreSQL an advisory lock makes an API server and workers starting together take
-    turns instead of racing to create the same tables; on SQLite, which has no such lock,
-    an exclusive lock on a file beside the database does the same.
-    """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with _sqlite_migration_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": _PG_MIGRATION_LOCK})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-@contextmanager
-def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
-        yield
-        return
-    with open(os.open(f"{database}.migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)) as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
-
-
-def init_db(settings: Settings) -> None:
-    """Bring the configured database to the current schema."""
-    engine = make_engine(settings.database_url or "")
-    try:
-        upgrade_schema(engine)
-    finally:
-        engine.dispose()
-
-
-def unavailable(err: BaseException) -> bool:
-    """Whether ``err`` means "the database cannot be reached now" (worth retrying)."""
-    if isinstance(err, DBAPIError):
-        return isinstance(err, OperationalError | InterfaceError) or err.connection_invalidated
-    return False
-
-
-def public_message(err: BaseException) -> str:
-    """What a user may read about ``err``: esmwatch's own message, else only its kind.
-
-    A database error's text holds the SQL statement and its parameters, and other
-    exceptions may name server paths; the log keeps the details.
-    """
-    if isinstance(err, EsmwatchError):
-        return str(err)
-    if isinstance(err, SQLAlchemyError):
-        return f"database error ({type(err.orig or err).__name__}); see the server log"
-    return f"unexpected {type(err).__name__}; see the server log"
-
-
-def retry_db(call: Callable[[], T], *, what: str, budget_s: float) -> T:
-    """``call()``, retried with exponential backoff while the database is unreachable.
-
-    Job runners use this so that a short outage delays a claim or an outcome instead of
-    losing it; after ``budget_s`` seconds the error is raised and the lease and the
-    reconciler take over.  Other errors (a constraint, a bug) are raised at once.
-    """
-    deadline = time.monotonic() + budget_s
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except DBAPIError as err:
-            if not unavailable(err) or time.monotonic() + delay > deadline:
-                raise
-            log.warning("%s: database unavailable (%s); retrying in %.1f s", what,
-                        str(err.orig).strip().splitlines()[0] if err.orig else err, delay)
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 class Store:
@@ -660,7 +362,7 @@ class Store:
             ``claimed`` False: already sent (``sent_at`` set) or held by a live sender.
         """
         now = utcnow()
-        delivery = {"claimed_until": _iso(now + self.lease), "failed": {}}
+        delivery = {"claimed_until": iso(now + self.lease), "failed": {}}
         alert = Alert(dedupe_key=key, payload={**payload, "delivery": delivery}, sinks=[])
         try:
             with self.session() as session:
@@ -673,7 +375,7 @@ class Store:
         previous = existing.payload.get("delivery") or {}
         claimed = self._cas(update(Alert).where(
             Alert.dedupe_key == key, Alert.sent_at.is_(None),
-            or_(held_until.is_(None), held_until < _iso(now))).values(
+            or_(held_until.is_(None), held_until < iso(now))).values(
             payload={**existing.payload,
                      "delivery": {**delivery, "failed": previous.get("failed", {})}}))
         return self.get_alert(key), claimed

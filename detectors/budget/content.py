@@ -1,0 +1,83 @@
+"""Freshwater content of the Lab Sea's upper layer, its tendency and each term's series.
+
+Content relative to a stated reference salinity ``S_ref``: ``FWC = A H (S_ref - S) / S_ref``
+(m3) with ``S`` the layer's mean salinity (``so_upper_labsea``), ``A`` the Lab Sea's ocean
+area and ``H`` the registry's upper layer. Its tendency (centred difference of monthly means,
+mSv) is what the terms must add up to; what they leave is the residual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from detectors.budget.pathways import PATHWAYS, Pathway, ice_fresh_factor
+from ensembles.regions import get_region
+from ensembles.registry import registry
+
+SECONDS_PER_MONTH = 365 * 86400 / 12  # noleap
+M3S_PER_MSV = 1.0e3
+EARTH_RADIUS_M = 6.371e6
+SALINITY = "so_upper_labsea"
+
+
+@dataclass
+class TermSeries:
+    """One pathway's (member, time) series in mSv, or why it has none."""
+
+    pathway: Pathway
+    values: np.ndarray | None
+    features: list[str]
+    lacks: str | None = None
+
+
+def box_area_m2(region: str) -> float:
+    """Area of a region's boxes on the sphere (land included): the fallback layer area."""
+    total = 0.0
+    for box in get_region(region).boxes:
+        width = np.deg2rad((box.lon[1] - box.lon[0]) % 360.0 or 360.0)
+        band = np.sin(np.deg2rad(box.lat[1])) - np.sin(np.deg2rad(box.lat[0]))
+        total += EARTH_RADIUS_M**2 * width * band
+    return float(total)
+
+
+def layer_depth_m() -> float:
+    top, bottom = registry().upper_ocean_m
+    return bottom - top
+
+
+def content_m3(salinity: np.ndarray, area_m2: float, reference: float) -> np.ndarray:
+    """Freshwater content (m3) of the layer relative to ``reference``."""
+    return area_m2 * layer_depth_m() * (reference - salinity) / reference
+
+
+def tendency_msv(content: np.ndarray) -> np.ndarray:
+    """Centred monthly tendency (mSv) along the last axis; NaN at both ends."""
+    out = np.full(content.shape, np.nan)
+    out[..., 1:-1] = (content[..., 2:] - content[..., :-2]) / (2 * SECONDS_PER_MONTH)
+    return out / M3S_PER_MSV
+
+
+def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
+    """Every pathway measured from the table (first complete alternative), or what it lacks."""
+
+    def values(name: str) -> np.ndarray:
+        return table[name].transpose("member", "time").values.astype(float)
+
+    out: list[TermSeries] = []
+    imported: np.ndarray | None = None
+    for pathway in PATHWAYS:
+        measure = next((m for m in pathway.measures if all(n in table for n in m.names)), None)
+        if measure is None:
+            out.append(TermSeries(pathway, None, [], pathway.lacks))
+            continue
+        series = sum(sign * values(name) for name, sign in measure.features)
+        if pathway.ice_import:
+            series = series * ice_fresh_factor(reference, registry().water_density)
+            imported = series
+        if pathway.minus_ice_import and imported is not None:
+            series = series - imported  # without an import, it also holds the imported melt
+        out.append(TermSeries(pathway, series, measure.names))
+    return out
