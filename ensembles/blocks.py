@@ -22,8 +22,9 @@ from ensembles.extract import FileFeatures
 from ensembles.filenames import COMPONENT_OF_MODEL, CesmFile
 from ensembles.timeaxis import month_number
 
-GridSignature = tuple[str, int, int]
-"""An auxiliary grid file's path, size and mtime."""
+GridSignature = tuple[str | int, ...]
+"""The case's files a grid fallback may read and the signatures of those it did
+(:func:`ensembles.features._grid_record`), flattened for JSON."""
 
 
 class BlockKey(NamedTuple):

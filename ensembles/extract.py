@@ -25,7 +25,14 @@ from ensembles.errors import EsmwatchError, InputFileError
 from ensembles.grids import Grid
 from ensembles.ncread import Decoding, decoding, fingerprint, read_block
 from ensembles.regions import get_region, region_mask
-from ensembles.registry import Feature, Variable, features_for_component, registry
+from ensembles.registry import (
+    Feature,
+    Variable,
+    features_for_component,
+    registry,
+    source_names,
+    split_term,
+)
 from ensembles.timeaxis import TimeLayout, decode_months, time_layout
 from ensembles.units import conversion
 
@@ -133,6 +140,8 @@ class GridPlan:
         if layout is None or not layout.matches(nc):
             log.debug("%s: new file layout for %s", path, self.grid.model)
             layout = self._layouts[names] = _build_layout(nc, path, model, self)
+            if not layout.reads or not any(expressions for _, expressions in layout.reads):
+                self.notes.append(_nothing_to_read(self))
         return layout
 
     def selection(self, region: str) -> Selection | None:
@@ -145,11 +154,9 @@ class GridPlan:
         domain = get_region(region).domain
         weights = grid.domain_weights(domain)
         if weights is None:
-            if grid.model == "cam":  # CAM without LANDFRAC: say so, the features are skipped
-                self.notes.append(
-                    f"no LANDFRAC for this CAM grid: {domain} region {region} "
-                    "skipped (time series need the case's LANDFRAC file)"
-                )
+            self.notes.append(
+                f"no {domain} mask on this {grid.model} grid: region {region} skipped"
+            )
             return None
         mask, method = region_mask(region, grid.lat, grid.lon, grid.depth_m)
         weights = np.where(mask, np.nan_to_num(weights), 0.0)
@@ -194,6 +201,16 @@ class GridPlan:
             norm=weights.sum(0),
             support=(weights > 0).astype(float),
         )
+
+
+def _nothing_to_read(plan: GridPlan) -> str:
+    """Why a file gives no features: the variables looked for (or that no region fits)."""
+    model = plan.grid.model
+    wanted = sorted(source_names(model))
+    if not plan.variables:
+        return f"no feature region has cells on this {model} grid; nothing read"
+    shown = ", ".join(wanted[:12]) + (" ..." if len(wanted) > 12 else "")
+    return f"no variable any feature uses (looked for {shown})"
 
 
 def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
@@ -284,10 +301,12 @@ def _expressions(nc: netCDF4.Dataset, variable: Variable, model: str) -> list[tu
     """The first alternative the file holds completely, else every part it holds alone."""
     options = variable.source_options(model)
     for option in options:
-        if all(name in nc.variables for name in option):
+        if all(split_term(term)[0] in nc.variables for term in option):
             return [option]
-    parts = dict.fromkeys(name for option in options for name in option if name in nc.variables)
-    return [(name,) for name in parts]
+    parts = dict.fromkeys(
+        term for option in options for term in option if split_term(term)[0] in nc.variables
+    )
+    return [(term,) for term in parts]
 
 
 def resolve(
@@ -304,21 +323,41 @@ def resolve(
     return None
 
 
+def recipe_gaps(variable: Variable, model: str, present: set[str]) -> str:
+    """Which parts of a recipe were found and which were not, for the report.
+
+    ``"prect: PRECC present, PRECL missing"``: the recipe shown is the first one the
+    present parts belong to, so the user sees exactly which variable to add to the output.
+    """
+    for option in variable.source_options(model):
+        if present & set(option):
+            found = [t for t in option if t in present]
+            lacking = [t for t in option if t not in present]
+            return f"{variable.name}: {', '.join(found)} present, {', '.join(lacking)} missing"
+    return f"{variable.name}: only {', '.join(sorted(present))}"
+
+
 def _target_units(variable: Variable) -> str:
     """Integral features are summed as volume fluxes (m s-1) whatever the canonical units."""
     return "m s-1" if variable.reduction == "integral" else variable.units
 
 
 def _source_read(
-    nc: netCDF4.Dataset, path: str, name: str, vplan: VariablePlan, grid: Grid
+    nc: netCDF4.Dataset, path: str, term: str, vplan: VariablePlan, grid: Grid
 ) -> SourceRead:
-    """Where to read one source variable and how to bring it to the target units."""
+    """Where to read one recipe term and how to bring it to the target units."""
+    name, divisor = split_term(term)
     var = nc.variables[name]
     box = _hyperslab(var, path, vplan, grid)
     units = getattr(var, "units", None)
     if units is None:
         raise InputFileError(path, f"variable {name} has no units attribute")
+    by = 1.0
+    if divisor is not None:  # e.g. LHFLX / L_v: W m-2 / (J kg-1) -> kg m-2 s-1
+        constant = registry().constants[divisor]
+        units, by = f"({units}) / ({constant.units})", constant.value
     scale, offset = conversion(units, _target_units(vplan.variable), registry().water_density)
+    scale, offset = scale / by, offset / by
     sign = vplan.variable.sign
     return SourceRead(
         name=name,

@@ -27,16 +27,27 @@ from dask.callbacks import Callback
 from ensembles import __version__
 from ensembles.blocks import BlockKey, Column, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
+from ensembles.coverage import CoverageRow, StreamRow, coverage, streams
 from ensembles.errors import ConfigurationError, InputFileError
-from ensembles.extract import MODEL_COMPONENT, FileFeatures, GridPlan, extract_features, resolve
+from ensembles.extract import (
+    MODEL_COMPONENT,
+    FileFeatures,
+    GridPlan,
+    extract_features,
+    recipe_gaps,
+    resolve,
+)
 from ensembles.filenames import CesmFile, discover, split_case
-from ensembles.grids import read_grid
+from ensembles.grids import CaseFiles, read_grid
 from ensembles.listing import Listings
-from ensembles.registry import Feature, definitions_hash, features, registry
+from ensembles.registry import Feature, definitions_hash, features, registry, source_names
 from ensembles.timeaxis import month_centre, month_label
 from ensembles.units import unit_registry
 
 log = logging.getLogger(__name__)
+
+GRID_NOTE = "grid: "
+"""Prefix of a file note that records a grid fallback (it goes to the features' attrs)."""
 
 # files per dask task: each task reads its grid and builds its region plan and file layouts
 # again (5-25 ms, more in a fresh worker), which a few hundred files of ~1 ms each would feel
@@ -51,6 +62,17 @@ class FeatureSet:
     problems: list[InputFileError] = field(default_factory=list)
     files_read: int = 0
     files_cached: int = 0
+    files: list[CesmFile] = field(default_factory=list)  # every file discovered
+    unread: list[InputFileError] = field(default_factory=list)  # not opened, by design
+    with_features: set[str] = field(default_factory=set)  # paths that gave feature values
+
+    def coverage(self) -> list[CoverageRow]:
+        """Per component and process: which features were built from what, which not, why."""
+        return coverage(self.dataset, self.files, self.problems, self.with_features)
+
+    def streams(self) -> list[StreamRow]:
+        """What became of every file, per case and stream."""
+        return streams(self.files, self.with_features, [*self.problems, *self.unread])
 
 
 @dataclass
@@ -61,47 +83,37 @@ class _Outcome:
     signature: tuple[int, int] | None = None
     features: FileFeatures | None = None
     problem: str | None = None
+    grid_files: tuple[str, ...] = ()  # other files of the case its grid was completed from
 
 
-def read_batch(paths: Sequence[str], model: str, aux: str | None) -> list[_Outcome]:
+def read_batch(paths: Sequence[str], model: str, aux: Sequence[str]) -> list[_Outcome]:
     """Read files of one case and model; runs in a dask worker process.
 
-    Every failure becomes an outcome naming the file, so one bad file never loses the
-    rest of the batch.
+    ``aux`` lists the case's other files that may complete the grid; each is opened at
+    most once for the whole batch, and only if a fallback needs it. Every failure becomes
+    an outcome naming the file, so one bad file never loses the rest of the batch.
     """
     plans: dict[tuple, GridPlan] = {}
-    aux_nc = _open_aux(aux)
+    case = CaseFiles(aux)
     try:
-        return [_read_one(path, model, aux_nc, plans) for path in paths]
+        return [_read_one(path, model, case, plans) for path in paths]
     finally:
-        if aux_nc is not None:
-            aux_nc.close()
+        case.close()
 
 
-def _open_aux(path: str | None) -> netCDF4.Dataset | None:
-    if path is None:
-        return None
-    try:
-        return netCDF4.Dataset(path)
-    except OSError as err:
-        log.warning("%s: cannot open auxiliary grid file: %s", path, err)
-        return None
-
-
-def _read_one(
-    path: str, model: str, aux: netCDF4.Dataset | None, plans: dict[tuple, GridPlan]
-) -> _Outcome:
+def _read_one(path: str, model: str, case: CaseFiles, plans: dict[tuple, GridPlan]) -> _Outcome:
     try:
         signature = file_signature(path)
         with netCDF4.Dataset(path) as nc:
             key = tuple(sorted((d, len(nc.dimensions[d])) for d in nc.dimensions if d != "time"))
             new_grid = key not in plans
             if new_grid:
-                plans[key] = GridPlan(read_grid(model, nc, path, aux))
+                plans[key] = GridPlan(read_grid(model, nc, path, case))
             result = extract_features(nc, path, model, plans[key])
             if new_grid:
+                result.notes.extend(f"{GRID_NOTE}{c}" for c in plans[key].grid.choices)
                 result.notes.extend(plans[key].notes)
-            return _Outcome(path, signature, result)
+            return _Outcome(path, signature, result, grid_files=tuple(sorted(case.used)))
     except InputFileError as err:
         return _Outcome(path, problem=err.problem)
     except OSError as err:
@@ -176,18 +188,26 @@ def build_features(
     roots = list(roots)
     cache = FeatureCache(cache_dir, definitions_hash()) if cache_dir else None
     listings = Listings(cache.path, verify=verify) if cache else None
-    files, problems = discover(roots, listings=listings)
+    try:
+        files, problems = discover(roots, listings=listings)
+    except InputFileError:  # no CESM output at all: nothing to cache
+        if cache:
+            cache.close()
+            listings.close()
+        raise
     if cases is not None:
         files = [f for f in files if f.case in cases]
         problems = [p for p in problems if _names_a_case(p.path, cases)]
-    usable, skipped = _monthly_feature_files(files)
+    usable, skipped, unread = _monthly_feature_files(files)
     problems.extend(skipped)
     groups: dict[BlockKey, list[CesmFile]] = defaultdict(list)
     for f in usable:
         groups[BlockKey.of(f)].append(f)
     auxiliary = _auxiliary_grid_files(files)
-    grids = {key: _grid_signature(auxiliary.get((key.case, key.model))) for key in groups}
-    kept, trimmed = _unchanged_blocks(cache, listings, groups, grids) if cache else ({}, set())
+    candidates = {  # the kinds of file a fallback could use: a new kind may change a grid
+        key: tuple(kind for kind, _ in auxiliary.get((key.case, key.model), ())) for key in groups
+    }
+    kept, trimmed = _unchanged_blocks(cache, listings, groups, candidates) if cache else ({}, set())
     known = {path for block in kept.values() for path in block.paths}
     todo = [f for f in usable if str(f.path) not in known]
     with _frozen_heap():
@@ -197,6 +217,12 @@ def build_features(
         if outcome.signature:
             listings.observed(outcome.path, outcome.signature)
     read = {str(f.path): f for f in todo}
+    used: dict[BlockKey, set[str]] = defaultdict(set)
+    for key, block in kept.items():
+        used[key].update(_grid_files_used(block.grid))
+    for o in outcomes:
+        used[BlockKey.of(read[o.path])].update(o.grid_files)
+    grids = {key: _grid_record(candidates[key], used[key]) for key in groups}
     fresh = blocks_of(
         ((read[o.path], o.features, o.signature) for o in outcomes if o.features), grids
     )
@@ -218,6 +244,14 @@ def build_features(
         problems,
         files_read=len(todo),
         files_cached=sum(len(b.paths) for b in kept.values()),
+        files=files,
+        unread=unread,
+        with_features={
+            b.paths[i]
+            for b in blocks.values()
+            for c in b.columns.values()
+            for i in np.unique(c.file)
+        },
     )
 
 
@@ -268,16 +302,16 @@ def _unchanged_blocks(
     cache: FeatureCache,
     listings: Listings,
     groups: dict[BlockKey, list[CesmFile]],
-    grids: dict[BlockKey, GridSignature | None],
+    candidates: dict[BlockKey, tuple[str, ...]],
 ) -> tuple[dict[BlockKey, FeatureBlock], set[BlockKey]]:
     """Cached blocks cut down to their unchanged files, and the keys of those that were cut.
 
-    A block whose grid file changed (or appeared, or went) keeps nothing: every value in it
-    was reduced over the old grid.
+    A block whose grid may now come out differently keeps nothing: every value in it was
+    reduced over the old grid (see :func:`_grid_unchanged`).
     """
     kept, trimmed = {}, set()
     for key, block in cache.blocks(groups).items():
-        if block.grid != grids[key]:
+        if not _grid_unchanged(block.grid, candidates[key]):
             trimmed.add(key)
             continue
         keep = unchanged(block, {str(f.path) for f in groups[key]}, listings.signature)
@@ -303,14 +337,46 @@ def blocks_of(
     ]
 
 
-def _grid_signature(path: str | None) -> GridSignature | None:
-    """What a block's cached values depend on besides their own files."""
-    if path is None:
+def _grid_record(candidates: Sequence[str], used: Iterable[str]) -> GridSignature | None:
+    """What a block's cached values depend on besides their own files, flattened for JSON:
+    the kinds of file of the case a grid fallback could read (their number, then the
+    kinds: ``cam:LANDFRAC``, ``mom6:static``...), then path, size and mtime of each file
+    it did read."""
+    if not candidates:
         return None
-    try:
-        return (path, *file_signature(path))
-    except OSError:
-        return None  # gone since discovery: the read reports it
+    record: list[str | int] = [len(candidates), *candidates]
+    for path in sorted(used):
+        try:
+            record.extend((path, *file_signature(path)))
+        except OSError:
+            record.extend((path, -1, -1))  # gone: never equal to a file's signature
+    return tuple(record)
+
+
+def _grid_files_used(record: GridSignature | None) -> list[str]:
+    if record is None:
+        return []
+    used = record[1 + int(record[0]) :]
+    return [str(path) for path in used[::3]]
+
+
+def _grid_unchanged(record: GridSignature | None, candidates: Sequence[str]) -> bool:
+    """Whether a block's grid would come out the same: the same kinds of candidate file
+    (a new ``LANDFRAC`` series or static file would change the chain) and every file it
+    read unchanged. A changed file the block never read costs nothing."""
+    if record is None:
+        return not candidates
+    n = int(record[0])
+    if tuple(record[1 : 1 + n]) != tuple(candidates):
+        return False
+    used = record[1 + n :]
+    for i in range(0, len(used), 3):
+        try:
+            if tuple(file_signature(str(used[i]))) != tuple(used[i + 1 : i + 3]):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -328,40 +394,103 @@ def _frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _monthly_feature_files(files: list[CesmFile]) -> tuple[list[CesmFile], list[InputFileError]]:
-    """Monthly history/time-series files of models with features; others are reported once."""
-    usable, skipped, seen = [], [], set()
+def _monthly_feature_files(
+    files: list[CesmFile],
+) -> tuple[list[CesmFile], list[InputFileError], list[InputFileError]]:
+    """Monthly files that can give features, the other kinds (problems, once per stream),
+    and time series of variables no recipe uses (most of a post-processed archive: not
+    opened at all, listed once per stream for the coverage report, not as problems).
+
+    Grid files are read through the files they complete.
+    """
+    usable: list[CesmFile] = []
+    unused: dict[tuple[str, str, str], list[CesmFile]] = defaultdict(list)
+    skipped: dict[tuple[str, str, str], InputFileError] = {}
     for f in files:
-        if f.layout == "static" or f.model not in MODEL_COMPONENT:
+        stream = (f.case, f.model, f.stream)
+        if f.layout == "static":
             continue
-        if f.is_monthly:
-            usable.append(f)
-        elif (f.case, f.model, f.stream) not in seen:
-            seen.add((f.case, f.model, f.stream))
-            skipped.append(
+        if f.model not in MODEL_COMPONENT:
+            skipped.setdefault(
+                stream,
+                InputFileError(
+                    f.path.parent,
+                    f"{f.case} {f.model}.{f.stream}: no features are built from {f.model} output",
+                ),
+            )
+        elif not f.is_monthly:
+            skipped.setdefault(
+                stream,
                 InputFileError(
                     f.path.parent,
                     f"{f.case} {f.model}.{f.stream}: {f.frequency} output skipped "
                     "(monthly features are built from monthly streams)",
-                )
+                ),
             )
-    return usable, skipped
+        elif f.layout == "tseries" and f.variable not in source_names(f.model):
+            if f.variable not in _GRID_TSERIES.get(f.model, ()):
+                unused[stream].append(f)
+        else:
+            usable.append(f)
+    unread = []
+    for (case, model, stream), unread_files in unused.items():
+        names = sorted({f.variable for f in unread_files if f.variable})
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        unread.append(
+            InputFileError(
+                unread_files[0].path.parent,
+                f"{case} {model}.{stream}: {len(unread_files)} time-series file(s) "
+                f"of variables no feature uses ({shown}) not read",
+            )
+        )
+    return usable, list(skipped.values()), unread
 
 
-def _auxiliary_grid_files(files: list[CesmFile]) -> dict[tuple[str, str], str]:
-    """(case, model) -> file completing the grid: MOM6 static, CAM LANDFRAC time series."""
-    aux = {}
-    for f in files:
-        mom6_static = f.model == "mom6" and f.layout == "static"
-        cam_landfrac = f.model == "cam" and f.layout == "tseries" and f.variable == "LANDFRAC"
-        if mom6_static or cam_landfrac:
-            aux.setdefault((f.case, f.model), str(f.path))
-    return aux
+_GRID_TSERIES = {
+    "cam": ("LANDFRAC", "OCNFRAC", "ICEFRAC"),
+    "pop": ("KMT", "REGION_MASK", "TAREA", "TLAT", "TLONG", "HT"),
+}
+"""Time-series variables that are grid information of a model, not features."""
+
+
+def _auxiliary_grid_files(
+    files: list[CesmFile],
+) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+    """(case, model) -> (kind, path) of the case's files a grid fallback may read, in order
+    of preference.
+
+    MOM6: its static file. CAM: its mask time series, then a land file (``landfrac`` on
+    the same grid), then the ocean grid (nearest-neighbour wet mask). POP: ``h.once``,
+    grid time series, then the first history and time-series files. Only the first file
+    of each kind is listed, so a growing run does not invalidate the cache every night.
+    """
+    first: dict[tuple[str, str], str] = {}
+    for f in files:  # sorted by path: the first of each kind is stable as a run grows
+        if f.layout == "static":
+            kind = "static"
+        elif f.layout == "tseries" and f.variable in _GRID_TSERIES.get(f.model, ()):
+            kind = f.variable
+        else:
+            kind = f.layout
+        first.setdefault((f.case, f.model, kind), str(f.path))
+
+    def of(case: str, model: str, *kinds: str) -> tuple[tuple[str, str], ...]:
+        return tuple((f"{model}:{k}", p) for k in kinds if (p := first.get((case, model, k))))
+
+    aux: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+    for case in {f.case for f in files}:
+        ocean = of(case, "pop", "static", "history", "tseries") or of(case, "mom6", "static")
+        aux[(case, "mom6")] = of(case, "mom6", "static")
+        aux[(case, "pop")] = of(case, "pop", "static", *_GRID_TSERIES["pop"], "history", "tseries")
+        aux[(case, "cam")] = (
+            of(case, "cam", *_GRID_TSERIES["cam"]) + of(case, "clm2", "history", "tseries") + ocean
+        )
+    return {key: paths for key, paths in aux.items() if paths}
 
 
 def _run(
     todo: list[CesmFile],
-    auxiliary: dict[tuple[str, str], str],
+    auxiliary: dict[tuple[str, str], tuple[tuple[str, str], ...]],
     scheduler: str | None,
     n_workers: int | None,
     progress: bool,
@@ -372,7 +501,10 @@ def _run(
     batches = _batches(todo)
     tasks = [
         dask.delayed(read_batch)(
-            paths, model, auxiliary.get((case, model)), dask_key_name=f"read-{i}"
+            paths,
+            model,
+            [path for _, path in auxiliary.get((case, model), ())],
+            dask_key_name=f"read-{i}",
         )
         for i, (paths, model, case) in enumerate(batches)
     ]
@@ -402,20 +534,26 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
     """
     blocks = sorted(blocks, key=lambda b: b.key)
     problems = _notes(blocks)
+    choices: dict[str, set[str]] = defaultdict(set)  # grid fallbacks, by component
+    for b in blocks:
+        choices[b.key.component].update(
+            n.removeprefix(GRID_NOTE) for _, n in b.notes if n.startswith(GRID_NOTE)
+        )
     members = sorted({b.key.case for b in blocks})
     where = {(b.key.case, b.key.component): b.directory for b in blocks}
     model_of = {(b.key.case, b.key.component): b.key.model for b in blocks}
     months_by_component = _months_by_component(blocks)
     series, duplicates = _first_values(blocks)
     cells, sources, partial = _resolve_all(series, model_of)
-    problems.extend(
-        InputFileError(
-            where[(case, features()[name].var.component)],
-            f"{case}: {name} has only part of a sum ({', '.join(sorted(parts))}); left as NaN",
-        )
-        for (case, name), parts in sorted(partial.items())
-        if (case, name) not in cells
-    )
+    for (case, name), parts in sorted(partial.items()):
+        if (case, name) not in cells:
+            variable = features()[name].var
+            gaps = recipe_gaps(variable, model_of[(case, variable.component)], parts)
+            problems.append(
+                InputFileError(
+                    where[(case, variable.component)], f"{case}: {gaps}; {name} left as NaN"
+                )
+            )
     problems.extend(
         InputFileError(
             path,
@@ -438,7 +576,11 @@ def assemble(blocks: Sequence[FeatureBlock]) -> tuple[xr.Dataset, list[InputFile
             if (member, name) in cells:
                 months, values = cells[(member, name)]
                 array[i, np.searchsorted(all_months, months)] = values
-        data_vars[name] = (("member", "time"), array, _attrs(name, sources[name]))
+        data_vars[name] = (
+            ("member", "time"),
+            array,
+            _attrs(name, sources[name], choices[features()[name].var.component]),
+        )
     ensembles_and_ids = [split_case(m) for m in members]
     coords = {
         "member": members,
@@ -543,9 +685,10 @@ def _resolve_all(
     return cells, sources, partial
 
 
-def _attrs(name: str, used_sources: set[str]) -> dict[str, str]:
+def _attrs(name: str, used_sources: set[str], grid_choices: set[str]) -> dict[str, str]:
     feature = features()[name]
     return {
+        "grid_choices": "; ".join(sorted(grid_choices)),
         "units": feature.units,
         "long_name": f"{feature.var.long_name}, {feature.region}",
         "process": feature.process,

@@ -86,11 +86,12 @@ FILE_PATTERNS: tuple[FilePattern, ...] = (
         "history",
     ),
     FilePattern(
-        "<case>.mom6.<stream>_<YYYY_MM[_DD]>.nc (early CESM-MOM6 history, e.g. hm, sfc)",
+        "<case>.mom6.[h.]<stream>{_|.}<YYYY_MM[_DD]>.nc (CESM-MOM6 history: hm, sfc, h.z, "
+        "h.native, h.sfc, h.rho2...)",
         re.compile(
             _CASE
-            + r"(?P<model>mom6)\.(?P<stream>[a-z][a-z0-9]*)"
-            + r"_(?P<date>\d{4}_\d\d(?:_\d\d)?)\.nc$"
+            + r"(?P<model>mom6)\.(?P<stream>(?:h\.)?[a-z][a-z0-9]*)"
+            + r"[._](?P<date>\d{4}[-_]\d\d(?:[-_]\d\d)?)\.nc$"
         ),
         "history",
     ),
@@ -274,21 +275,37 @@ def _frequency(path: Path, layout: str, start: str | None) -> str:
     return _FREQUENCY_OF_DATE_LENGTH[len(start)]
 
 
-def _netcdf_files(root: Path) -> Iterator[str]:
-    """Every ``*.nc`` file below ``root``; symlinked directories are not entered (as rglob).
+def _netcdf_files(root: Path, visited: set[str]) -> Iterator[str]:
+    """Every ``*.nc`` file below ``root``, entering symlinked directories once each.
 
-    ``os.scandir`` knows each entry's type from the directory listing, so a nightly rescan
-    of tens of thousands of files costs no stat per file here (``Path.rglob`` + ``is_file``
-    did, and was a large part of a rescan).
+    Case directories are often symbolic links (HPC project spaces, runs gathered into one
+    workspace), so links are followed; ``visited`` holds the real path of every directory
+    entered, which stops loops and lists a directory reached twice (also from another
+    root) once. ``os.scandir`` knows each entry's type from the directory listing, so a
+    nightly rescan costs no stat per file (only per symbolic link).
     """
     pending = [str(root)]
     while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                elif entry.name.endswith(".nc") and entry.is_file():
-                    yield entry.path
+        directory = pending.pop()
+        real = os.path.realpath(directory)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:  # a link loop or a directory gone or unreadable: skipped
+            logger.warning("%s: not searched: %s", directory, err.strerror)
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.name.endswith(".nc") and entry.is_file()
+            except OSError:  # a link to itself, or to a link loop
+                continue
+            if is_dir:
+                pending.append(entry.path)
+            elif is_file:
+                yield entry.path
 
 
 def discover(
@@ -298,12 +315,15 @@ def discover(
 ) -> tuple[list[CesmFile], list[InputFileError]]:
     """Find and parse every ``*.nc`` file under the data roots.
 
-    Walks each root recursively, so the short-term archive (``<case>/<comp>/hist``), the
-    post-processed time series (``<case>/<comp>/proc/tseries/month_1``) and flat run
-    directories are all covered. Nothing raises: a nightly scan must go on past one bad
-    file, so each unrecognised ``.nc`` name (or missing root) becomes an error in the
-    returned list. Restart files are expected in run directories and are skipped, logged
-    at debug level; files not ending in ``.nc`` (logs, ``rpointer``) are ignored.
+    Walks each root recursively, following symbolic links to directories, so the
+    short-term archive (``<case>/<comp>/hist``), the post-processed time series
+    (``<case>/<comp>/proc/tseries/month_1``) and flat run directories are all covered.
+    A file whose name matches no pattern is identified from its header when it can be
+    (:mod:`ensembles.identify`: names shortened by whoever copied the file). A nightly
+    scan must go on past one bad file, so each unrecognised ``.nc`` file (or missing root)
+    becomes an error in the returned list. Restart files are expected in run directories
+    and are skipped, logged at debug level; files not ending in ``.nc`` (logs,
+    ``rpointer``) are ignored.
 
     Parameters
     ----------
@@ -319,14 +339,25 @@ def discover(
     -------
     tuple
         Parsed files sorted by path, and one :class:`InputFileError` per problem.
+
+    Raises
+    ------
+    InputFileError
+        When the roots hold no CESM output at all (empty, mistyped, or only foreign
+        files): an empty feature table with exit 0 would hide the mistake. The message
+        says what was found instead.
     """
+    from ensembles.identify import identify_by_content  # it builds on this module's records
+
+    roots = [Path(root) for root in roots]
     files: list[CesmFile] = []
     errors: list[InputFileError] = []
     paths: dict[str, None] = {}  # strings: sorting 20,000 Paths costs more than parsing
     parse = listings.parse if listings is not None else parse_filename
-    for root in map(Path, roots):
+    visited: set[str] = set()
+    for root in roots:
         if root.is_dir():
-            paths.update(dict.fromkeys(_netcdf_files(root)))
+            paths.update(dict.fromkeys(_netcdf_files(root, visited)))
         else:
             errors.append(InputFileError(root, "data root is not a directory"))
     for path in sorted(paths):
@@ -335,7 +366,25 @@ def discover(
         except UnrecognisedFileName as exc:
             if _RESTART.search(os.path.basename(path)):
                 logger.debug("skipping restart file %s", path)
-            else:
-                errors.append(exc)
+                continue
+            try:
+                files.append(identify_by_content(Path(path), exc))
+            except UnrecognisedFileName as final:
+                errors.append(final)
+    if not files:
+        raise InputFileError(", ".join(map(str, roots)), _nothing_found(roots, list(paths)))
     logger.info("discovered %d CESM files, %d problems", len(files), len(errors))
     return files, errors
+
+
+def _nothing_found(roots: Sequence[Path], paths: list[str]) -> str:
+    """What a root without CESM output holds, so a mistyped or wrong root is obvious."""
+    if not any(root.is_dir() for root in roots):
+        return "no such data directory"
+    if not paths:
+        return "no CESM output: no .nc files at all"
+    first = min(paths)
+    shown = next(
+        (os.path.relpath(first, root) for root in roots if first.startswith(str(root))), first
+    )
+    return f"no CESM output: {len(paths)} .nc files, none with a CESM name; first: {shown}"

@@ -41,14 +41,38 @@ class Variable(BaseModel):
     sources: dict[str, tuple[str, ...]]
 
     def source_options(self, model: str) -> tuple[tuple[str, ...], ...]:
-        """Alternatives for ``model``, each a tuple of variables to add up (parsed once)."""
+        """Recipes for ``model``, each a tuple of terms to add up (parsed once).
+
+        A term is a file variable, or ``VAR/constant`` (see :func:`split_term`).
+        """
         return _source_options(self.name, model)
 
 
 @cache
 def _source_options(variable: str, model: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(part.strip() for part in alt.split("+"))
-                 for alt in variables()[variable].sources.get(model, ()))
+    return tuple(
+        tuple(part.strip() for part in alt.split("+"))
+        for alt in variables()[variable].sources.get(model, ())
+    )
+
+
+def split_term(term: str) -> tuple[str, str | None]:
+    """``"LHFLX/L_v"`` -> ``("LHFLX", "L_v")``; ``"PRECC"`` -> ``("PRECC", None)``.
+
+    The first part is the variable a file must hold, the second a registry constant
+    the values are divided by.
+    """
+    name, _, divisor = term.partition("/")
+    return name.strip(), divisor.strip() or None
+
+
+class Constant(BaseModel):
+    """A physical constant a recipe divides by, with the units that make the result right."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: float
+    units: str
+    long_name: str
 
 
 class Feature(BaseModel):
@@ -74,6 +98,7 @@ class Registry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     upper_ocean_m: tuple[float, float]
     water_density: float
+    constants: dict[str, Constant]
     processes: dict[str, str]
     variables: dict[str, Variable]
     features: dict[str, Feature]
@@ -94,6 +119,12 @@ class Registry(BaseModel):
                 raise ValueError(f"feature {feature.name}: {feature.variable} is the state of "
                                  "the ocean or ice, never a source: its role must be state")
             get_region(feature.region)
+        for variable in self.variables.values():
+            for recipe in variable.sources.values():
+                for term in (t for alt in recipe for t in alt.split("+")):
+                    divisor = split_term(term)[1]
+                    if divisor is not None and divisor not in self.constants:
+                        raise ValueError(f"variable {variable.name}: unknown constant {divisor!r}")
         return self
 
 
@@ -118,6 +149,7 @@ def _parse(raw: dict) -> Registry:
     return Registry(
         upper_ocean_m=tuple(raw["upper_ocean_m"]),
         water_density=raw["water_density"],
+        constants={name: Constant(**spec) for name, spec in raw.get("constants", {}).items()},
         processes=raw["processes"],
         variables=variables_,
         features=features_,
@@ -148,6 +180,17 @@ def features() -> dict[str, Feature]:
 
 def processes() -> dict[str, str]:
     return registry().processes
+
+
+@cache
+def source_names(model: str) -> frozenset[str]:
+    """Every file variable some recipe of ``model`` reads (time series of others are skipped)."""
+    return frozenset(
+        split_term(term)[0]
+        for variable in variables().values()
+        for option in variable.source_options(model)
+        for term in option
+    )
 
 
 def features_for_component(component: str) -> list[Feature]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -73,6 +74,11 @@ class FeaturesResult(ResultContract):
     files_read: int
     files_cached: int
     problems: list[str]
+    coverage: list[dict[str, str]] = Field(
+        default_factory=list, description="per component and process: each feature built "
+        "(from which variables and fallbacks) or missing (why); ensembles.coverage")
+    streams: list[dict[str, str | int]] = Field(
+        default_factory=list, description="per case and stream: files and what became of them")
 
     def summary(self) -> str:
         return (f"{self.n_members} members x {self.n_months} months x {self.n_features} "
@@ -92,7 +98,9 @@ def run_features(params: FeaturesParams, ctx: JobContext) -> FeaturesResult:
         n_members=dataset.sizes["member"], n_months=dataset.sizes.get("time", 0),
         n_features=len(dataset.data_vars), members=[str(m) for m in dataset["member"].values],
         features=sorted(str(name) for name in dataset.data_vars), files_read=built.files_read,
-        files_cached=built.files_cached, problems=problems)
+        files_cached=built.files_cached, problems=problems,
+        coverage=[asdict(row) for row in built.coverage()],
+        streams=[asdict(row) for row in built.streams()])
 
 
 # ---- precursors ------------------------------------------------------------------------

@@ -367,6 +367,7 @@ class WriteOptions:
     seed: int
     progress: bool
     packed: bool = False
+    output: str = "full"
     parameters: str = "none"
 
 
@@ -380,7 +381,7 @@ def _write_members(options: WriteOptions, root: Path, cases: Sequence[str],
         signals = signals_dataset(series, i, names)
         write_case(root, cases[i], signals, grids, components=tuple(components),
                    layout=options.layout, seed=_member_seed(options.seed, stream, i),
-                   packed=options.packed)
+                   packed=options.packed, output=options.output)
         logger.debug("wrote %s under %s", cases[i], root)
 
 
@@ -652,7 +653,7 @@ def _write_ppe(members: int, years: int, design_name: str, options: WriteOptions
 
 # --- entry point -------------------------------------------------------------------------
 def _check(kind: str, members: int, years: int, flavour: str, size: str, layout: str,
-           design: str) -> None:
+           design: str, output: str = "full") -> None:
     problems = []
     if kind not in KINDS:
         problems.append(f"kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -662,6 +663,10 @@ def _check(kind: str, members: int, years: int, flavour: str, size: str, layout:
         problems.append(f"size {size!r} is not small or default")
     if layout not in ("history", "tseries"):
         problems.append(f"layout {layout!r} is not history or tseries")
+    from synth.model_specs import OUTPUTS  # with the writers: imported late
+
+    if output not in OUTPUTS:
+        problems.append(f"output {output!r} is not one of {', '.join(OUTPUTS)}")
     if design not in PPE_DESIGNS:
         problems.append(f"design {design!r} is not one of {', '.join(PPE_DESIGNS)}")
     if members < 1 or years < 1:
@@ -673,7 +678,8 @@ def _check(kind: str, members: int, years: int, flavour: str, size: str, layout:
 def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runoff",
                members: int = 8, years: int = 30, seed: int = 0, flavour: str = "cesm3",
                size: str = "default", layout: str = "history", progress: bool = False,
-               design: str = "oaat", packed: bool = False, parameters: str = "none") -> Path:
+               design: str = "oaat", packed: bool = False, output: str = "full",
+               parameters: str = "none") -> Path:
     """Write a synthetic ensemble and its ``truth.json`` under ``outdir``.
 
     Parameters
@@ -700,6 +706,10 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     packed
         ``tseries`` only: 16-bit packed fields, about half the size (lossy at ~1/65000 of
         each file's range).
+    output
+        ``full`` or ``reduced``: what a lean production run writes (no CAM ``LANDFRAC``,
+        ``PRECC`` + ``PRECL`` instead of ``PRECT``, no ocean velocities), so the readers'
+        fallbacks are exercised.
     parameters
         ``freeze-database`` only: ``freeze`` or ``null`` writes ``params.csv`` and
         ``parameters.csv`` whose values decide (or, for ``null``, do not decide) the freezes
@@ -710,17 +720,18 @@ def synthesize(outdir: str | Path, *, kind: str, scenario: str = "greenland_runo
     Path
         ``outdir``.
     """
-    _check(kind, members, years, flavour, size, layout, design)
+    _check(kind, members, years, flavour, size, layout, design, output)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    options = WriteOptions(outdir, flavour, size, layout, seed, progress, packed, parameters)
+    options = WriteOptions(outdir, flavour, size, layout, seed, progress, packed,
+                           output=output, parameters=parameters)
     if kind == "ppe":
         body = _write_ppe(members, years, design, options)
     else:
         body = _write_coupled(kind, get_scenario(scenario), members, years, options)
     truth = {"schema": 1, "generator": "synth", "esmwatch_version": __version__,
              "kind": kind, "flavour": flavour, "start_year": START_YEAR, "years": years,
-             "seed": seed, **body}
+             "seed": seed, "output": output, **body}
     (outdir / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=False) + "\n")
     logger.info("wrote %s ensemble to %s", kind, outdir)
     return outdir

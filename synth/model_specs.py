@@ -266,3 +266,20 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
     },
 }
 """Per flavour and component, the model whose files :func:`synth.writers.write_case` writes."""
+
+OUTPUTS = ("full", "reduced")
+REDUCED_OUTPUT: dict[str, frozenset[str]] = {
+    "cam": frozenset({"LANDFRAC", "PRECT"}),
+    "pop": frozenset({"UVEL", "VVEL"}),
+    "mom6": frozenset({"uo", "vo"}),
+}
+"""Per model, the variables a lean production run leaves out of its output list
+(``--output reduced``): CAM without ``LANDFRAC`` and with ``PRECC`` + ``PRECL`` instead
+of ``PRECT``, the ocean without velocities. The readers must then fall back (the ocean
+mask from ``OCNFRAC`` + ``ICEFRAC``, precipitation from its parts)."""
+
+
+def written_fields(spec: ModelSpec, output: str) -> tuple[FileField, ...]:
+    """The fields of ``spec`` that an output list of kind ``output`` writes."""
+    left_out = REDUCED_OUTPUT.get(spec.model, frozenset()) if output == "reduced" else frozenset()
+    return tuple(f for f in spec.fields if f.name not in left_out)

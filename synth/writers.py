@@ -20,6 +20,7 @@ background climatology (:mod:`synth.climate`), the placement of signals
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from synth.climate import (
 )
 from synth.grids import SynthGrids
 from synth.layouts import GridLayout, GridVar
-from synth.model_specs import MODELS, FileField, ModelSpec
+from synth.model_specs import MODELS, OUTPUTS, FileField, ModelSpec, written_fields
 from synth.placement import Misses, Placement, crc, place, plan_placements, signal_targets
 
 logger = logging.getLogger(__name__)
@@ -501,6 +502,7 @@ def write_case(
     layout: Literal["history", "tseries"] = "history",
     seed: int = 0,
     packed: bool = False,
+    output: str = "full",
 ) -> list[Path]:
     """Write one synthetic CESM case whose regional reductions reproduce ``signals``.
 
@@ -528,6 +530,10 @@ def write_case(
     packed
         ``tseries`` only: 16-bit packed fields (CF ``scale_factor``/``add_offset``), lossy
         at about 1/65000 of each file's range and about half the size.
+    output
+        ``"full"`` or ``"reduced"``: the output list of a lean production run
+        (:data:`synth.model_specs.REDUCED_OUTPUT`). The fields are computed the same way
+        either way (same noise, same placements); only fewer are written.
 
     Returns
     -------
@@ -538,6 +544,8 @@ def write_case(
     models = _models(grids.flavour, components)
     if layout not in ("history", "tseries"):
         raise ConfigurationError(f"unknown layout {layout!r}; expected 'history' or 'tseries'")
+    if output not in OUTPUTS:
+        raise ConfigurationError(f"unknown output {output!r}; expected one of {OUTPUTS}")
     targets, unknown = signal_targets(str(name) for name in signals.data_vars)
     _check_dims(signals, targets.values())
     values = {name: np.asarray(signals[name].values, dtype=float) for name in targets.values()}
@@ -547,6 +555,10 @@ def write_case(
     for component, spec in models:
         run = _model_run(spec, grids, targets, seed)
         placed |= run.placed
+        if output != "full":  # planned in full: the written fields keep their values
+            run = dataclasses.replace(
+                run, spec=dataclasses.replace(spec, fields=written_fields(spec, output))
+            )
         directory = Path(root) / case / component / (
             "hist" if layout == "history" else "proc/tseries/month_1")
         paths += _write_static(run, directory, case)

@@ -60,8 +60,8 @@ def test_a_lone_part_is_reported_and_left_out():
         ),
     )
     assert "prect_labsea" not in dataset
-    (problem,) = [p for p in problems if "only part of a sum" in p]
-    assert "prect_labsea" in problem and "PRECC" in problem
+    (problem,) = [p for p in problems if "prect_labsea" in p]
+    assert "prect: PRECC present, PRECL missing" in problem
 
 
 def test_values_given_twice_keep_the_first_file_and_are_reported():
@@ -74,3 +74,20 @@ def test_values_given_twice_keep_the_first_file_and_are_reported():
     np.testing.assert_array_equal(dataset["psl_labsea"].values[0], [1.0, 2.0])
     (problem,) = [p for p in problems if "already read from" in p]
     assert problem.startswith(second) and first in problem and "0001-01" in problem
+
+
+def test_mom6_precipitation_names_the_missing_part():
+    case = "b.e30.B1850C_MTso.ne30_t232.asm.001"
+    path = f"/d/{case}/ocn/hist/{case}.mom6.h.sfc_0001_01.nc"
+    dataset, problems = _table(_file(path, ["0001-01"], {"pr_labsea": {"prlq": [1.0]}}))
+    assert "pr_labsea" not in dataset
+    (problem,) = [p for p in problems if "pr_labsea" in p]
+    assert "pr: prlq present, prsn missing" in problem
+
+
+def test_mom6_precipitation_prefers_pr_over_its_parts():
+    case = "b.e30.B1850C_MTso.ne30_t232.asm.001"
+    path = f"/d/{case}/ocn/hist/{case}.mom6.h.sfc_0001_01.nc"
+    dataset, _ = _table(_file(path, ["0001-01"], {"pr_labsea": {"pr": [5.0], "prlq+prsn": [7.0]}}))
+    assert dataset["pr_labsea"].attrs["source_variable"] == "pr"
+    np.testing.assert_array_equal(dataset["pr_labsea"].values[0], [5.0])

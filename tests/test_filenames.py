@@ -86,6 +86,25 @@ NAMES = {
         "mom6", "sfc", "day_1", "0001-01-01", "0001-01-01", None, "history",
     ),
     (MOM6_DEV, "mom6.static.nc"): ("mom6", "static", "fixed", None, None, None, "static"),
+    # CESM-driven MOM6 (CMEPS): underscores, or dots, between the stream and the date
+    (CESM3, "mom6.h.z_0001_01.nc"): (
+        "mom6", "h.z", "month_1", "0001-01", "0001-01", None, "history",
+    ),
+    (CESM3, "mom6.h.native_0001_01.nc"): (
+        "mom6", "h.native", "month_1", "0001-01", "0001-01", None, "history",
+    ),
+    (CESM3, "mom6.h.rho2_0001_01.nc"): (
+        "mom6", "h.rho2", "month_1", "0001-01", "0001-01", None, "history",
+    ),
+    (CESM3, "mom6.h.sfc_0001_01_02.nc"): (
+        "mom6", "h.sfc", "day_1", "0001-01-02", "0001-01-02", None, "history",
+    ),
+    (CESM3, "mom6.h.z.0001_01.nc"): (
+        "mom6", "h.z", "month_1", "0001-01", "0001-01", None, "history",
+    ),
+    (CESM3, "mom6.h.rho2.0001-01.nc"): (
+        "mom6", "h.rho2", "month_1", "0001-01", "0001-01", None, "history",
+    ),
     (MOM6_DEV, "mom6.h.ocean_geometry.nc"): (
         "mom6", "h.ocean_geometry", "fixed", None, None, None, "static",
     ),
@@ -252,10 +271,40 @@ def test_discover_walks_archive_tseries_and_run_directories(
     assert all(str(restart) != e.path for e in errors)
 
 
-def test_discover_reports_missing_root(tmp_path: Path) -> None:
+def test_discover_reports_missing_root_beside_a_good_one(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    files, errors = discover([missing])
-    assert files == []
+    good = _touch(tmp_path / "archive", f"{CESM2}.pop.h.0001-01.nc")
+    files, errors = discover([missing, tmp_path / "archive"])
+    assert [f.path for f in files] == [good]
     assert len(errors) == 1
     assert type(errors[0]) is InputFileError
     assert errors[0].path == str(missing)
+
+
+def test_discover_raises_on_a_root_with_no_cesm_output(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such data directory"):
+        discover([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match=r"no \.nc files at all"):
+        discover([tmp_path / "empty"])
+    for name in ("zz.nc", "b/aa.nc", "b/c/notes.txt"):
+        _touch(tmp_path / "foreign", name)
+    with pytest.raises(InputFileError) as caught:
+        discover([tmp_path / "foreign"])
+    assert "2 .nc files, none with a CESM name; first: b/aa.nc" in str(caught.value)
+
+
+def test_discover_follows_symlinked_case_directories_once(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    real = _touch(store, f"{CESM2}/ocn/hist/{CESM2}.pop.h.0001-01.nc")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / CESM2).symlink_to(store / CESM2, target_is_directory=True)
+    (workspace / "again").symlink_to(store / CESM2, target_is_directory=True)  # reached twice
+    (store / CESM2 / "ocn" / "loop").symlink_to(store / CESM2, target_is_directory=True)
+    files, errors = discover([workspace])
+    assert len(files) == 1 and errors == []
+    assert files[0].case == CESM2
+    assert files[0].path.resolve() == real.resolve()
+    # the same directory through another root is not listed twice either
+    assert len(discover([workspace, store])[0]) == 1

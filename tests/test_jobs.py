@@ -269,7 +269,7 @@ def test_features_job_without_members_fails_with_a_clear_message(settings: Setti
     empty.mkdir()
     job_id = submit_job("features", {"roots": [str(empty)]}, settings=settings, wait=True)
     job = get_store(settings).get_job(job_id)
-    assert job.state == "failed" and job.error.startswith(f"{empty}: no member has usable")
+    assert job.state == "failed" and job.error == f"{empty}: no CESM output: no .nc files at all"
     assert job_dirs(settings, job_id) == []
 
 

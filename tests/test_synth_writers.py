@@ -682,3 +682,36 @@ def test_bad_signal_time_is_a_clear_error(tmp_path: Path, bad: Callable) -> None
     with pytest.raises(ConfigurationError, match="time"):
         write_case(tmp_path, CASE, bad(make_signals(["psl_labsea"])),
                    make_grids("cesm2", "small"), components=["atm"])
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_reduced_output_leaves_out_what_a_lean_run_does_and_features_survive(
+    tmp_path: Path, all_signals: xr.Dataset, flavour: str
+) -> None:
+    from ensembles.features import build_features
+
+    grids = make_grids(flavour, "small")
+    built = {}
+    for output in ("full", "reduced"):
+        paths = write_case(tmp_path / output, CASE, all_signals, grids, seed=3, output=output,
+                           components=["atm"])
+        with netCDF4.Dataset(paths[0]) as ds:
+            written = set(ds.variables)
+        if output == "reduced":
+            assert not written & {"LANDFRAC", "PRECT"}
+            assert {"PRECC", "PRECL", "OCNFRAC", "ICEFRAC"} <= written
+        built[output] = build_features([tmp_path / output], scheduler="synchronous").dataset
+    full, reduced = built["full"], built["reduced"]
+    assert set(reduced.data_vars) == set(full.data_vars)
+    assert reduced["prect_labsea"].attrs["source_variable"] == "PRECC+PRECL"
+    assert "OCNFRAC + ICEFRAC" in reduced["prect_labsea"].attrs["grid_choices"]
+    for name in ("prect_labsea", "qflx_labsea"):
+        np.testing.assert_allclose(reduced[name].values, full[name].values, rtol=0.02)
+
+
+def test_an_unknown_output_list_is_a_clear_error(tmp_path: Path) -> None:
+    from ensembles.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unknown output 'lean'"):
+        write_case(tmp_path, CASE, xr.Dataset(coords={"time": np.arange(1)}),
+                   make_grids("cesm2", "small"), output="lean")

@@ -52,6 +52,9 @@ def synth(
     packed: Annotated[bool, typer.Option(
         help="tseries only: 16-bit packed fields (half the size, lossy at ~1/65000 of "
              "each file's range).")] = False,
+    output: Annotated[str, typer.Option(
+        help="full, or reduced: a lean production output list (no LANDFRAC, PRECC + PRECL "
+             "instead of PRECT, no ocean velocities).")] = "full",
     parameters: Annotated[str, typer.Option(
         help="freeze-database only: 'freeze' writes params.csv + parameters.csv whose values "
              "decide the freezes, 'null' one where no parameter matters.")] = "none",
@@ -62,7 +65,8 @@ def synth(
     with user_errors():
         root = synthesize(outdir, kind=kind, scenario=scenario, members=members, years=years,
                           seed=seed, flavour=flavour, size=size, layout=layout, progress=True,
-                          design=design, packed=packed, parameters=parameters)
+                          design=design, packed=packed, output=output,
+                          parameters=parameters)
     typer.echo(f"wrote {kind} ensemble ({scenario}, {flavour}) to {root}")
 
 
@@ -102,6 +106,7 @@ def features_cmd(
              "seen this way).")] = False,
 ) -> None:
     """Build the monthly regional feature table (member x time) of every member found."""
+    from ensembles.coverage import render
     from ensembles.features import build_features
 
     with user_errors():
@@ -111,6 +116,7 @@ def features_cmd(
     for problem in result.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.YELLOW, err=True)
     ds = result.dataset
+    typer.echo(render(result.coverage(), result.streams()))
     typer.echo(
         f"{ds.sizes.get('member', 0)} members x {ds.sizes.get('time', 0)} months x "
         f"{len(ds.data_vars)} features -> {output} ({result.files_read} files read, "
