@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -261,13 +262,15 @@ def _root_index(dataset: xr.Dataset, files: list[CesmFile], roots: list[str | Pa
 
     An index, not the path: the table may end up in results, which never show server paths.
     """
-    resolved = [Path(r).resolve() for r in roots]
+    # discovery walks each root as given, so a file's path starts with its root's: compare
+    # absolute paths as strings (resolving would stat every file a warm rerun never touches)
+    absolute = [Path(os.path.abspath(r)) for r in roots]
     where: dict[str, int] = {}
     for f in files:
         if f.case in where:
             continue
-        path = Path(f.path).resolve()
-        where[f.case] = next((i for i, r in enumerate(resolved) if path.is_relative_to(r)), -1)
+        path = Path(os.path.abspath(f.path))
+        where[f.case] = next((i for i, r in enumerate(absolute) if path.is_relative_to(r)), -1)
     return [where.get(str(m), -1) for m in dataset.member.values]
 
 
