@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ensembles.assemble import assemble
 from ensembles.extract import FileFeatures
-from ensembles.features import assemble, blocks_of
+from ensembles.features import blocks_of
 from ensembles.filenames import parse_filename
 
 CASE = "b.e21.B1850.f09_g17.asm.001"
