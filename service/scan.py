@@ -13,6 +13,7 @@ verdicts about a whole ensemble (the consistency test) are kept under the pseudo
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -156,9 +157,8 @@ def _scan_ensemble(ensemble: Ensemble, store: Store, settings: Settings,
         summary.members.append(row)
         found += _member_findings(row, settings.alert_risk, risk_caveat(model))
     if ensemble.kind == "candidate" and features.sizes.get("member"):
-        found += _consistency_findings(ensemble, features, store, settings, summary,
-                                       states.get(ENSEMBLE_STATE, {}))
-        found += _candidate_comparison(ensemble, features, store, settings, summary)
+        found += _candidate_findings(ensemble, features, store, settings, summary,
+                                     states.get(ENSEMBLE_STATE, {}))
     for finding in found:
         owner = finding.member or ENSEMBLE_STATE
         if finding.key in states.get(owner, {}).get("alerted", []):
@@ -282,20 +282,41 @@ def complete_years(features: xr.Dataset) -> int:
     return int((per_year == 12).sum())
 
 
-def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store,
-                          settings: Settings, summary: ScanSummary,
-                          state: dict[str, Any]) -> list[Finding]:
-    """The candidate tested against the reference its metadata names, once per milestone.
-
-    A milestone is ``settings.consistency_every_years`` more complete years than at the last
-    test; between milestones the last verdict stands (its finding is repeated, so it is known,
-    not alerted again).
-    """
+def _candidate_findings(ensemble: Ensemble, features: xr.Dataset, store: Store,
+                        settings: Settings, summary: ScanSummary,
+                        state: dict[str, Any]) -> list[Finding]:
+    """A candidate against the reference its metadata names: the consistency test (once per
+    milestone) and the comparison, both from one read of the reference's features."""
     reference_name = _reference_of(ensemble)
     if reference_name is None:
         summary.notes.append(f"{ensemble.name}: candidate names no reference ensemble "
                              "(metadata {\"reference\": NAME}); consistency not tested")
         return []
+
+    @functools.cache
+    def reference() -> xr.Dataset:
+        """Read on first use (a test between milestones needs none); NotFound propagates."""
+        built = build_features(store.get_ensemble(reference_name).roots,
+                               cache_dir=settings.cache_dir, scheduler=settings.file_scheduler)
+        summary.files_read += built.files_read
+        summary.files_cached += built.files_cached
+        return built.dataset
+
+    return (_consistency_findings(ensemble, features, reference_name, reference, store,
+                                  settings, summary, state)
+            + _candidate_comparison(ensemble, features, reference_name, reference, summary))
+
+
+def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, reference_name: str,
+                          reference: Callable[[], xr.Dataset], store: Store,
+                          settings: Settings, summary: ScanSummary,
+                          state: dict[str, Any]) -> list[Finding]:
+    """The candidate tested against its reference, once per milestone.
+
+    A milestone is ``settings.consistency_every_years`` more complete years than at the last
+    test; between milestones the last verdict stands (its finding is repeated, so it is known,
+    not alerted again).
+    """
     last = state.get("consistency", {})
     years = complete_years(features)
     due = years >= last.get("years", 0) + settings.consistency_every_years
@@ -308,16 +329,12 @@ def _consistency_findings(ensemble: Ensemble, features: xr.Dataset, store: Store
         return (_inconsistent(ensemble.name, reference_name, last["failing_pcs"],
                               last["n_pcs"]) if last.get("verdict") == "fail" else [])
     try:
-        reference = store.get_ensemble(reference_name)
+        ref = reference()
     except NotFound as err:
         summary.notes.append(f"{ensemble.name}: {err}; consistency not tested")
         return []
-    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
-                         scheduler=settings.file_scheduler)
-    summary.files_read += ref.files_read
-    summary.files_cached += ref.files_cached
     try:
-        result = consistency_test(ref.dataset, features, ConsistencySettings())
+        result = consistency_test(ref, features, ConsistencySettings())
     except ConfigurationError as err:
         summary.notes.append(f"{ensemble.name} vs {reference_name}: consistency not tested: "
                              f"{err}")
@@ -348,25 +365,20 @@ def _reference_of(ensemble: Ensemble) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, store: Store,
-                          settings: Settings, summary: ScanSummary) -> list[Finding]:
-    """The candidate compared with the reference its metadata names (features cached per
-    file, so the reference costs little after its first scan)."""
-    reference_name = _reference_of(ensemble)
-    if reference_name is None:  # the consistency test notes it
-        return []
+def _candidate_comparison(ensemble: Ensemble, features: xr.Dataset, reference_name: str,
+                          reference: Callable[[], xr.Dataset], summary: ScanSummary
+                          ) -> list[Finding]:
+    """The candidate compared with its reference (freeze outcome, shifted processes)."""
     try:
-        reference = store.get_ensemble(reference_name)
+        ref = reference()
     except NotFound as err:
         summary.notes.append(f"{ensemble.name}: {err}; not compared")
         return []
-    ref = build_features(reference.roots, cache_dir=settings.cache_dir,
-                         scheduler=settings.file_scheduler)
-    if not ref.dataset.sizes.get("member"):
+    if not ref.sizes.get("member"):
         summary.notes.append(f"{ensemble.name}: reference {reference_name} has no members; "
                              "not compared")
         return []
-    return _comparison_findings(ensemble.name, reference_name, ref.dataset, features, summary)
+    return _comparison_findings(ensemble.name, reference_name, ref, features, summary)
 
 
 def _comparison_findings(name: str, reference_name: str, reference: xr.Dataset,
