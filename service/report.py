@@ -108,6 +108,11 @@ def _markdown_section(section: Section) -> str:
     return "\n\n".join(parts)
 
 
+def format_ci(ci: tuple[float, float] | None, spec: str = ".3g") -> str:
+    """A confidence interval as report tables show it, ``""`` when there is none."""
+    return "" if ci is None else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def write_report(outdir: Path, title: str, sections: Sequence[Section], *,
                  markdown: bool = False) -> Path:
     """Write ``report.html`` (and ``report.md`` if asked) in ``outdir``, each atomically.

@@ -9,7 +9,6 @@ before its onset: the risk distribution "under the promoted model"), runs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,14 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from detectors.compare import CompareResult, CompareSettings, compare_ensembles
 from detectors.labels import label_freezes
 from ensembles.errors import ConfigurationError
-from service.analyses.inputs import load_features
-from service.report import Section, Table, write_report
+from service.analyses.inputs import Progress, load_features
+from service.report import Section, Table, format_ci, write_report
 
 if TYPE_CHECKING:
     from detectors.risk import RiskModel
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 class CompareParams(BaseModel):
@@ -105,10 +103,6 @@ def run_compare(
     return result
 
 
-def _ci(ci: tuple[float, float]) -> str:
-    return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
-
-
 def write_compare_report(result: CompareResult, outdir: Path) -> Path:
     """report.html: outcomes, tests, risk and the features that shifted."""
     sides = (result.a, result.b)
@@ -125,7 +119,7 @@ def write_compare_report(result: CompareResult, outdir: Path) -> Path:
                             s.n_members,
                             s.n_frozen,
                             s.fraction,
-                            _ci(s.ci),
+                            format_ci(s.ci),
                             s.median_onset_years,
                         )
                         for s in sides
@@ -147,7 +141,7 @@ def write_compare_report(result: CompareResult, outdir: Path) -> Path:
                     Table(
                         ["ensemble", "members", "median max risk", "quartiles"],
                         [
-                            (s.ensemble, side.n_members, side.median, _ci(side.quartiles))
+                            (s.ensemble, side.n_members, side.median, format_ci(side.quartiles))
                             for s, side in zip(sides, (r.a, r.b), strict=True)
                         ],
                     ),
@@ -180,7 +174,7 @@ def write_compare_report(result: CompareResult, outdir: Path) -> Path:
                             f.mean_a,
                             f.mean_b,
                             f.difference,
-                            _ci(f.ci),
+                            format_ci(f.ci),
                             f.p_holm,
                             f.shifted,
                         )

@@ -13,7 +13,7 @@ Tables not given are looked for beside the roots (in each root, then its parent)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,11 +23,10 @@ from detectors.parameters.results import ParametersResult
 from detectors.parameters.tables import load_parameter_inputs
 from ensembles.errors import ConfigurationError
 from service.analyses import parameters_figures as figs
-from service.analyses.inputs import load_features
-from service.report import Section, Table, write_report
+from service.analyses.inputs import Progress, load_features
+from service.report import Section, Table, format_ci, write_report
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 TABLE_FILES = {"params": "params.csv", "parameters": "parameters.csv"}
 
 
@@ -107,16 +106,12 @@ def run_parameters(
     return result
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
-
-
 def _change(row) -> str:
     if row is None:
         return "none"
     moves = ", ".join(f"{n}: {m.default:.4g} → {m.value:.4g}" for n, m in row.parameters.items())
     return (
-        f"{moves} (P(freeze) {row.p_freeze:.2f} {_ci(row.p_freeze_ci)}"
+        f"{moves} (P(freeze) {row.p_freeze:.2f} {format_ci(row.p_freeze_ci)}"
         + (", confident" if row.confident else ", not confident")
         + ")"
     )
@@ -195,7 +190,9 @@ def write_parameters_report(result: ParametersResult, outdir: Path) -> Path:
                 w.note,
                 "P(freeze) at the defaults: "
                 + (
-                    "unknown" if w.default_p is None else f"{w.default_p:.2f} {_ci(w.default_p_ci)}"
+                    "unknown"
+                    if w.default_p is None
+                    else f"{w.default_p:.2f} {format_ci(w.default_p_ci)}"
                 ),
                 f"Smallest change: {_change(w.best)}",
                 f"Alternative: {_change(w.alternative)}",

@@ -8,7 +8,7 @@ it is, a job with its provenance stamped in), see :mod:`service.result_files`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,10 @@ from detectors.precursors.settings import PrecursorSettings
 from detectors.risk import RiskSettings, before_onset, train_risk
 from ensembles.errors import ConfigurationError
 from service.analyses import precursor_figures as figs
-from service.report import Section, Table, write_report
+from service.analyses.inputs import Progress
+from service.report import Section, Table, format_ci, write_report
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 def run_precursors(features: xr.Dataset, outdir: Path, settings: PrecursorSettings,
@@ -152,10 +152,10 @@ def _risk_lines(result: PrecursorResult) -> list[str]:
 def write_precursor_report(result: PrecursorResult, features: xr.Dataset, outdir: Path,
                            risk: dict[str, np.ndarray] | None = None) -> Path:
     skill_rows = [(r.view, r.lead_months, r.model, r.roc_auc,
-                   f"[{r.roc_auc_ci[0]:.2f}, {r.roc_auc_ci[1]:.2f}]" if r.roc_auc_ci else "",
+                   format_ci(r.roc_auc_ci, ".2f"),
                    f"[{r.chance_band[0]:.2f}, {r.chance_band[1]:.2f}]" if r.chance_band else "",
                    r.pr_auc, r.brier, r.n_samples, r.n_positive) for r in result.skill]
-    process_rows = [(p.view, p.process, p.role, p.importance, f"[{p.ci[0]:.2f}, {p.ci[1]:.2f}]",
+    process_rows = [(p.view, p.process, p.role, p.importance, format_ci(p.ci, ".2f"),
                      "" if p.p_value is None else p.p_value,
                      "" if p.drop_auc is None else p.drop_auc, "yes" if p.significant else "no",
                      p.direction, p.peak_lag_months) for p in result.processes]

@@ -14,7 +14,6 @@ offline roots, ``parameters.csv`` and ``crosswalk.csv`` near either: the layout
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,11 +23,10 @@ from detectors.sensitivity.results import SensitivityResult
 from detectors.sensitivity.targets import parse_target
 from ensembles.ppe import find_default_files, load_ppe_inputs
 from service.analyses import sensitivity_figures as figs
-from service.analyses.inputs import load_features
-from service.report import Section, Table, write_report
+from service.analyses.inputs import Progress, load_features
+from service.report import Section, Table, format_ci, write_report
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 class SensitivityParams(BaseModel):
@@ -100,19 +98,15 @@ def run_sensitivity(params: SensitivityParams, outdir: Path, cache_dir: Path | N
     return result
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
-
-
 def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
     """report.html with the verdict table and figures (PNG files beside it)."""
     t = result.target
     level = round(100 * result.settings["ci_level"])
     each = f"{100 * result.ci_level_effects:.1f}%"
-    verdict_rows = [(p.parameter, p.verdict, p.offline.effect, _ci(p.offline.ci),
-                     p.coupled.effect, _ci(p.coupled.ci),
+    verdict_rows = [(p.parameter, p.verdict, p.offline.effect, format_ci(p.offline.ci),
+                     p.coupled.effect, format_ci(p.coupled.ci),
                      "" if p.ratio is None else p.ratio,
-                     _ci(p.ratio_ci), p.reason)
+                     format_ci(p.ratio_ci), p.reason)
                     for p in result.parameters]
     counts = {v: sum(p.verdict == v for p in result.parameters)
               for v in dict.fromkeys(p.verdict for p in result.parameters)}
@@ -158,8 +152,8 @@ def write_sensitivity_report(result: SensitivityResult, outdir: Path) -> Path:
             figures=[f for f in (figs.emulator_fit(result, outdir),) if f]))
         sections.append(Section("Sobol indices", paragraphs=[em.sobol], tables=[Table(
             ["parameter", "setup", "S1", "S1 CI", "ST", "ST CI"],
-            [(r.parameter, r.setup, "" if r.s1 is None else r.s1, _ci(r.s1_ci),
-              "" if r.st is None else r.st, _ci(r.st_ci)) for r in result.sobol])],
+            [(r.parameter, r.setup, "" if r.s1 is None else r.s1, format_ci(r.s1_ci),
+              "" if r.st is None else r.st, format_ci(r.st_ci)) for r in result.sobol])],
             figures=[f for f in (figs.sobol(result, outdir),) if f]))
         sections.append(Section("SHAP explanations of the emulators", paragraphs=[
             f"{em.shap_explainer}; background: {em.shap_background} members. Additivity error "
