@@ -55,16 +55,20 @@ def _table(fluxes: dict[str, np.ndarray], content: np.ndarray, **extra: np.ndarr
     )
 
 
-def _labels(table: xr.Dataset) -> Labels:
+def _labels(table: xr.Dataset, censored: dict[int, str] | None = None) -> Labels:
     members = table.member.values
-    onset = [f"{FROZEN[i]:04d}-01" if i in FROZEN else "" for i in range(MEMBERS)]
+    n = members.size
+    censored = censored or {}
+    onset = [f"{FROZEN[i]:04d}-01" if i in FROZEN else "" for i in range(n)]
     return Labels(
-        froze=xr.DataArray([i in FROZEN for i in range(MEMBERS)], coords={"member": members}),
+        froze=xr.DataArray([i in FROZEN for i in range(n)], coords={"member": members}),
         onset=xr.DataArray(onset, coords={"member": members}),
         frozen_winter=None,
         rule=LabelRule(),
         mixed_layer=None,
-        censored_from=xr.DataArray([""] * MEMBERS, coords={"member": members}),
+        censored_from=xr.DataArray(
+            [censored.get(i, "") for i in range(n)], coords={"member": members}
+        ),
     )
 
 
@@ -153,6 +157,31 @@ def test_anomaly_before_onset_with_member_bootstrap() -> None:
     assert p.anomaly_ci[0] < 0 < p.anomaly_ci[1]
     assert budget.ranking()[0].source == "greenland_runoff"
     assert budget.n_frozen == len(FROZEN)
+
+
+def test_a_censored_member_is_no_comparison_once_its_record_cannot_rule_out_a_freeze() -> None:
+    """Member 15's record ends in year 28 with frozen winters too few to label: it may freeze
+    from then on, so it cannot stand for "not frozen within 5 years" of onsets from year 23.
+
+    It carries +10 mSv: used as a comparison it would pull every frozen anomaly down.
+    """
+    rng = np.random.default_rng(2)
+    runoff = 20.0 + rng.normal(0, 0.5, (MEMBERS, YEARS * 12))
+    runoff[15] += 10.0
+    table = _table(
+        {"friver_west_greenland_shelf": runoff, "ficeberg_labsea": 0 * runoff},
+        np.cumsum(runoff, axis=1) * MONTH_S * 1e3,
+    )
+    censored = freshwater_budget(table, _labels(table, {15: "0028-01"}), settings=SETTINGS)
+    without = freshwater_budget(
+        table.isel(member=slice(0, 15)), _labels(table.isel(member=slice(0, 15))), settings=SETTINGS
+    )
+    plain = freshwater_budget(table, _labels(table), settings=SETTINGS)
+    got = _term(censored, "greenland_runoff").anomaly.anomaly_msv
+    assert got == pytest.approx(_term(without, "greenland_runoff").anomaly.anomaly_msv, abs=1e-9)
+    assert _term(plain, "greenland_runoff").anomaly.anomaly_msv < got - 0.5
+    assert any(n.startswith(f"{len(FROZEN)} comparison(s)") for n in censored.notes)
+    assert not any("censored" in n for n in plain.notes)
 
 
 def test_a_term_that_cannot_be_computed_is_named_with_what_it_lacks() -> None:

@@ -17,7 +17,7 @@ from detectors.budget.pathways import UNMEASURED
 from detectors.budget.results import Anomaly, Budget, BudgetTerm, Explainer
 from detectors.budget.settings import BudgetSettings
 from detectors.labels import Labels
-from detectors.samples import onset_index
+from detectors.samples import censor_index, onset_index
 from ensembles.registry import registry
 
 MAX_LAG_MONTHS = 12
@@ -58,6 +58,25 @@ def _best_lag(upstream: np.ndarray, term: np.ndarray) -> tuple[int | None, float
     return best
 
 
+def _comparison(
+    features: xr.Dataset,
+    labels: Labels,
+    configuration: np.ndarray,
+    span: int,
+    n_boot: int,
+    seed: int,
+) -> Comparison:
+    """Frozen members' windows against same-configuration members known unfrozen then."""
+    members = [str(m) for m in features.member.values]
+    onset_by_name = onset_index(labels, features.time)
+    censor_by_name = censor_index(labels, features.time)
+    onsets = {i: onset_by_name[m] for i, m in enumerate(members) if m in onset_by_name}
+    censored = {i: censor_by_name[m] for i, m in enumerate(members) if m in censor_by_name}
+    return Comparison.build(
+        onsets, np.asarray(configuration).astype(str), span, n_boot, seed, censored
+    )
+
+
 def freshwater_budget(
     features: xr.Dataset,
     labels: Labels,
@@ -67,15 +86,16 @@ def freshwater_budget(
     """Tendency, every term counted once, residual, and anomalies before onset (mSv)."""
     settings = settings or BudgetSettings()
     notes: list[str] = []
-    members = features.member.values.astype(str)
     if configuration is None:
-        configuration = np.full(members.size, "default")
-    onset_by_name = onset_index(labels, features.time)
-    onsets = {i: onset_by_name[m] for i, m in enumerate(members) if m in onset_by_name}
+        configuration = np.full(features.sizes["member"], "default")
     span = 12 * settings.years_before_onset
-    comparison = Comparison.build(
-        onsets, np.asarray(configuration).astype(str), span, settings.n_boot, settings.seed
-    )
+    comparison = _comparison(features, labels, configuration, span, settings.n_boot, settings.seed)
+    if comparison.censored_pairs:
+        notes.append(
+            f"{comparison.censored_pairs} comparison(s) of a frozen member with an unfrozen one "
+            f"dropped: the unfrozen member's record ends before the {settings.years_before_onset} "
+            "years after the onset could rule out its own freeze (censored)"
+        )
     if not comparison.usable:
         notes.append(
             f"no frozen member has {settings.years_before_onset} years before onset "
@@ -183,10 +203,8 @@ def flux_differences(features: xr.Dataset, labels: Labels, years: int) -> dict[s
 
     Per feature, not per pathway: what the parameter analysis links parameters to.
     """
-    members = features.member.values.astype(str)
-    onset_by_name = onset_index(labels, features.time)
-    onsets = {i: onset_by_name[m] for i, m in enumerate(members) if m in onset_by_name}
-    comparison = Comparison.build(onsets, np.full(members.size, "default"), 12 * years, 50, 0)
+    configuration = np.full(features.sizes["member"], "default")
+    comparison = _comparison(features, labels, configuration, 12 * years, 50, 0)
     if not comparison.usable:
         return {}
     return {

@@ -1,9 +1,11 @@
 """Anomalies before onset: frozen members against same-configuration members not frozen then.
 
 For each frozen member the mean of a series over the N years before its onset is compared
-with the mean, over the same model months, of every member of its configuration that is not
-frozen within N years after that onset. The anomaly is the mean of those differences over
-frozen members; its interval comes from a bootstrap over members (frozen and comparison
+with the mean, over the same model months, of every member of its configuration that is
+known not to freeze within N years after that onset. A member whose record ends too soon to
+rule out an onset (``Labels.censored_from``) is known unfrozen only up to that month: it is
+not a comparison for a window whose N years after onset reach past it. The anomaly is the
+mean of those differences over frozen members; its interval comes from a bootstrap over members (frozen and comparison
 members drawn together, so both sides' sampling enters), percentile, 90%.
 """
 
@@ -24,23 +26,36 @@ class Comparison:
     windows: list[slice]  # (F,) months before its onset
     eligible: np.ndarray  # (F, M) bool: member j is a comparison for frozen member i
     counts: np.ndarray  # (B, M) bootstrap draws of members
+    censored_pairs: int = 0  # (frozen, comparison) pairs dropped because of censoring
 
     @classmethod
     def build(
-        cls, onsets: dict[int, int], configuration: np.ndarray, span: int, n_boot: int, seed: int
+        cls,
+        onsets: dict[int, int],
+        configuration: np.ndarray,
+        span: int,
+        n_boot: int,
+        seed: int,
+        censored: dict[int, int] | None = None,
     ) -> Comparison:
-        """From onset indices by member index (frozen members only)."""
+        """From onset indices by member index (frozen members only) and, for unfrozen
+        members, the index from which an onset cannot be ruled out (``censored``)."""
         n = configuration.size
         never = np.iinfo(np.int64).max
+        censored = censored or {}
         onset_of = np.array([onsets.get(j, never) for j in range(n)])
+        known_until = np.array([onsets.get(j, censored.get(j, never)) for j in range(n)])
         frozen = np.array(sorted(i for i, t in onsets.items() if t >= span), dtype=int)
         eligible = np.zeros((frozen.size, n), dtype=bool)
+        dropped = 0
         for k, i in enumerate(frozen):
-            eligible[k] = (configuration == configuration[i]) & (onset_of > onsets[i] + span)
+            same = configuration == configuration[i]
+            eligible[k] = same & (known_until > onsets[i] + span)
+            dropped += int((same & (onset_of > onsets[i] + span)).sum() - eligible[k].sum())
         keep = eligible.any(axis=1)
         frozen, eligible = frozen[keep], eligible[keep]
         windows = [slice(onsets[i] - span, onsets[i]) for i in frozen]
-        return cls(frozen, windows, eligible, group_counts(n, n_boot, seed))
+        return cls(frozen, windows, eligible, group_counts(n, n_boot, seed), dropped)
 
     @property
     def usable(self) -> bool:
