@@ -5,8 +5,9 @@ with the mean, over the same model months, of every member of its configuration 
 known not to freeze within N years after that onset. A member whose record ends too soon to
 rule out an onset (``Labels.censored_from``) is known unfrozen only up to that month: it is
 not a comparison for a window whose N years after onset reach past it. The anomaly is the
-mean of those differences over frozen members; its interval comes from a bootstrap over members (frozen and comparison
-members drawn together, so both sides' sampling enters), percentile, 90%.
+mean of those differences over frozen members; its interval comes from a bootstrap over
+members (frozen and comparison members drawn together, so both sides' sampling enters),
+percentile, 90%.
 """
 
 from __future__ import annotations
