@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 from dask.callbacks import Callback
 
+from ensembles.areas import BUDGET_REGION, OCEAN_AREA_ATTR, region_ocean_area
 from ensembles.assemble import GRID_NOTE, assemble
 from ensembles.blocks import BlockKey, FeatureBlock, GridSignature
 from ensembles.cache import FeatureCache, file_signature, unchanged
@@ -235,6 +236,12 @@ def build_features(
     for problem in problems:
         log.warning("%s", problem)
     dataset.attrs["problems"] = json.dumps([str(p) for p in problems])
+    with_features = {
+        b.paths[i] for b in blocks.values() for c in b.columns.values() for i in np.unique(c.file)
+    }
+    area = region_ocean_area(usable, with_features, auxiliary, BUDGET_REGION)
+    if area is not None:
+        dataset.attrs[OCEAN_AREA_ATTR], dataset.attrs[f"{OCEAN_AREA_ATTR}_source"] = area
     return FeatureSet(
         dataset,
         problems,
@@ -242,12 +249,7 @@ def build_features(
         files_cached=sum(len(b.paths) for b in kept.values()),
         files=files,
         unread=unread,
-        with_features={
-            b.paths[i]
-            for b in blocks.values()
-            for c in b.columns.values()
-            for i in np.unique(c.file)
-        },
+        with_features=with_features,
     )
 
 

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from ensembles.areas import OCEAN_AREA_ATTR
 from ensembles.registry import features as registry_features
 from ensembles.timeaxis import month_centre
-from synth.physics import Simulation
+from synth.physics import REGION_AREA_M2, Simulation
 
 
 def feature_table(
@@ -48,4 +49,7 @@ def feature_table(
         "ensemble": ("member", [ensemble] * len(cases)),
         "member_id": ("member", [c.rsplit(".", 1)[-1] for c in cases]),
     }
-    return xr.Dataset(data, coords=coords)
+    # as the readers do from the ocean grid (ensembles.areas): the synthetic grid's Lab Sea
+    attrs = {OCEAN_AREA_ATTR: REGION_AREA_M2,
+             f"{OCEAN_AREA_ATTR}_source": "labsea ocean area of the synthetic grids"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -209,3 +209,20 @@ def test_no_salinity_no_tendency_but_terms_remain() -> None:
     assert budget.tendency is None and budget.closure is None
     assert _term(budget, "precipitation").computable
     assert any("so_upper_labsea" in n for n in budget.notes)
+
+
+def test_the_area_comes_from_the_settings_then_the_ocean_grid_then_the_boxes() -> None:
+    flux, content = _flux(5.0, 1.0)
+    table = _table({"pr_labsea": flux}, content)
+    default = BudgetSettings(n_boot=50)
+    assert "no ocean grid" in freshwater_budget(table, _labels(table), settings=default).area_source
+    table.attrs.update(
+        labsea_ocean_area_m2=AREA, labsea_ocean_area_m2_source="labsea ocean cells of the grid"
+    )
+    budget = freshwater_budget(table, _labels(table), settings=default)
+    assert budget.area_m2 == AREA and budget.area_source == "labsea ocean cells of the grid"
+    assert budget.closure < 0.1  # the content was built with AREA: the grid's area closes it
+    given = freshwater_budget(
+        table, _labels(table), settings=SETTINGS.model_copy(update={"area_m2": 2 * AREA})
+    )
+    assert given.area_m2 == 2 * AREA and given.area_source == "given in the budget settings"

@@ -70,3 +70,27 @@ def _is_packed(path) -> bool:
     with netCDF4.Dataset(path) as ds:
         return any(v.dtype == np.int16 and "scale_factor" in v.ncattrs()
                    for v in ds.variables.values())
+
+
+@pytest.mark.parametrize("flavour", ["cesm2", "cesm3"])
+def test_the_budget_area_is_the_labsea_ocean_cells_of_the_ocean_grid(tmp_path, flavour) -> None:
+    """The readers put the Lab Sea's wet area on the table; the budget uses it, not the boxes
+    on the sphere (which include Labrador and Greenland)."""
+    from detectors.budget.content import box_area_m2
+    from ensembles.areas import OCEAN_AREA_ATTR
+    from ensembles.regions import get_region
+
+    synthesize(tmp_path, kind="freeze-database", members=1, years=1, size="small",
+               flavour=flavour, layout="history", seed=3)
+    table = build_features([tmp_path], scheduler="synchronous").dataset
+    grid_file, lat, lon, area, wet, scale = (
+        ("*.pop.h.0001-01.nc", "TLAT", "TLONG", "TAREA", "KMT", 1e-4) if flavour == "cesm2"
+        else ("*.mom6.h.static.nc", "geolat", "geolon", "areacello", "wet", 1.0))
+    with netCDF4.Dataset(next(tmp_path.rglob(grid_file))) as nc:
+        inside = get_region("labsea").boxes[0].contains(nc[lat][:], nc[lon][:])
+        expected = float((nc[area][:] * scale * (nc[wet][:] > 0) * inside).sum())
+    assert table.attrs[OCEAN_AREA_ATTR] == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.9 * box_area_m2("labsea")
+    model = "pop" if flavour == "cesm2" else "mom6"
+    assert f"{model} grid" in table.attrs[f"{OCEAN_AREA_ATTR}_source"]
+    assert "/" not in table.attrs[f"{OCEAN_AREA_ATTR}_source"]  # no server path

@@ -18,6 +18,7 @@ from detectors.budget.results import Anomaly, Budget, BudgetTerm, Explainer
 from detectors.budget.settings import BudgetSettings
 from detectors.labels import Labels
 from detectors.samples import censor_index, onset_index
+from ensembles.areas import OCEAN_AREA_ATTR
 from ensembles.registry import registry
 
 MAX_LAG_MONTHS = 12
@@ -103,11 +104,14 @@ def freshwater_budget(
         )
     if settings.area_m2 is not None:
         area, area_source = settings.area_m2, "given in the budget settings"
+    elif OCEAN_AREA_ATTR in features.attrs:
+        area = float(features.attrs[OCEAN_AREA_ATTR])
+        area_source = str(features.attrs.get(f"{OCEAN_AREA_ATTR}_source", "the ocean grid"))
     else:
         area = box_area_m2("labsea")
         area_source = (
-            "labsea boxes on the sphere (includes land: the tendency is an upper "
-            "bound; set area_m2 to the grid's ocean area)"
+            "labsea boxes on the sphere (no ocean grid was read: includes land, so the "
+            "tendency is an upper bound; set area_m2 to the grid's ocean area)"
         )
     ref = settings.reference_salinity
     series = term_series(features, ref)

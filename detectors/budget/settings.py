@@ -12,7 +12,10 @@ class BudgetSettings(BaseModel):
     reference_salinity: float = Field(34.8, gt=0, description="g/kg")
     years_before_onset: int = Field(5, ge=1)
     area_m2: float | None = Field(
-        None, gt=0, description="Lab Sea ocean area; None: the labsea boxes on the sphere"
+        None,
+        gt=0,
+        description="Lab Sea ocean area; None: the ocean grid's (feature-table attribute "
+        "set by the readers), else the labsea boxes on the sphere",
     )
     n_boot: int = Field(1000, ge=50)
     seed: int = 0
