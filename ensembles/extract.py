@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MODEL_COMPONENT = {"pop": "ocn", "mom6": "ocn", "cice": "ice", "cam": "atm", "clm2": "lnd"}
 M3S_PER_MSV = 1.0e3
+NATIVE_LAYERS = "zl"  # MOM6 layer dimension without fixed depths
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def _build_layout(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) ->
     transports, notes = [], []
     try:
         reads = tuple(
-            (vplan, _variable_reads(nc, path, model, vplan, plan.grid))
+            (vplan, _variable_reads(nc, path, model, vplan, plan.grid, notes))
             for vplan in plan.variables.values()
         )
         for splan in plan.sections:
@@ -356,14 +357,25 @@ def _build_layout(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) ->
     )
 
 
+class _NativeLayers(Exception):
+    """A layer variable on layers without fixed depths (MOM6 native ``zl``)."""
+
+
 def _variable_reads(
-    nc: netCDF4.Dataset, path: str, model: str, vplan: VariablePlan, grid: Grid
+    nc: netCDF4.Dataset, path: str, model: str, vplan: VariablePlan, grid: Grid, notes: list[str]
 ) -> tuple[ExpressionRead, ...]:
-    """How to read each source expression of one registry variable that the file holds."""
+    """How to read each source expression of one registry variable that the file holds.
+
+    A layer mean on native layers is skipped with a note (the file's other variables, gate
+    transports among them, are still read): its weights would change with every month.
+    """
     reads = []
     for expression in _expressions(nc, vplan.variable, model):
         try:
             sources = tuple(_source_read(nc, path, name, vplan, grid) for name in expression)
+        except _NativeLayers as why:
+            notes.append(f"{vplan.variable.name}: {why}")
+            continue
         except EsmwatchError as err:
             raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
         reads.append(ExpressionRead("+".join(expression), sources))
@@ -480,6 +492,11 @@ def _hyperslab(
         )
     middle = dims[1:-ndim_h]
     if vplan.variable.vertical == "upper":
+        if middle == (NATIVE_LAYERS,) and grid.model == "mom6":
+            raise _NativeLayers(
+                f"{var.name} is on MOM6 native layers {NATIVE_LAYERS}: its "
+                f"{registry().upper_ocean_m[1]:g} m mean needs z-space output (z_l, z_i); not read"
+            )
         if grid.levels is None or middle != (grid.levels.dim,):
             raise InputFileError(
                 path, f"3-D variable {var.name} has no usable vertical levels (dims {dims})"
