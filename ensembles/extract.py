@@ -95,6 +95,7 @@ class SectionPlan:
     variable: Variable
     features: tuple[Feature, ...]  # one per gate of ``section``, in its order
     section: Section
+    notes: tuple[str, ...]  # empty gates, unassigned faces: said when a file has the flow
 
 
 @dataclass(frozen=True)
@@ -210,29 +211,24 @@ class GridPlan:
         for feature in features_for_component(component):
             if grid.model in feature.var.sources and feature.var.reduction == "transport":
                 by_variable.setdefault(feature.variable, []).append(feature)
+        ocean = (
+            np.isfinite(grid.lat) if grid.ocean_fraction is None
+            else np.nan_to_num(grid.ocean_fraction) > 0
+        )
         for gate_features in by_variable.values():
             variable = gate_features[0].var
-            ocean = (
-                np.isfinite(grid.lat) if grid.ocean_fraction is None
-                else np.nan_to_num(grid.ocean_fraction) > 0
-            )
             section = boundary_faces(
                 variable.into, tuple(f.region for f in gate_features), grid.lat, grid.lon,
                 ocean, grid.depth_m,
             )
-            if not any(f.j.size for f in section.faces):
-                self.notes.append(f"region {variable.into} has no boundary face with a gate "
-                                  f"of {variable.name} on this {grid.model} grid")
-                continue
+            notes = [f"region {gate} has no face of the {section.region} boundary on this "
+                     f"{grid.model} grid" for gate in section.empty_gates()]
             if section.unassigned:
-                note = (f"{section.unassigned} face(s) of the {section.region} boundary lie in "
-                        f"no gate box of {variable.name}: their transport is in no feature")
-                log.info("%s grid: %s", grid.model, note)
-                self.notes.append(note)
-            for gate in section.empty_gates():
-                self.notes.append(f"region {gate} has no face of the {section.region} "
-                                  f"boundary on this {grid.model} grid")
-            plans.append(SectionPlan(variable, tuple(gate_features), section))
+                notes.append(f"{section.unassigned} face(s) of the {section.region} boundary "
+                             f"lie in no gate box of {variable.name}: their transport is in no "
+                             "feature")
+                log.info("%s grid: %s", grid.model, notes[-1])
+            plans.append(SectionPlan(variable, tuple(gate_features), section, tuple(notes)))
         return plans
 
     def _plan(self, pairs: list[tuple[Feature, Selection]]) -> VariablePlan:
@@ -342,6 +338,8 @@ def _build_layout(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) ->
                 transports.append((splan, transport))
             if lacks is not None:
                 notes.append(lacks)
+            if transport is not None or lacks is not None:
+                notes.extend(splan.notes)
     except InputFileError:
         decode_months(nc, path, time)  # time is read first: its problems are reported first
         raise
