@@ -88,7 +88,9 @@ def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
-def _midpoint(lat1, lon1, lat2, lon2) -> tuple[np.ndarray, np.ndarray]:
+def _midpoint(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The point halfway between two cell centres on the sphere (safe across 0/360)."""
     x, y, z = _unit(lat1, lon1) + _unit(lat2, lon2)
     return np.rad2deg(np.arctan2(z, np.hypot(x, y))), np.rad2deg(np.arctan2(y, x))

@@ -20,6 +20,7 @@ import xarray as xr
 from detectors.budget.analysis import freshwater_budget
 from detectors.budget.settings import BudgetSettings
 from detectors.labels import LabelRule, Labels
+from ensembles.errors import InputFileError
 from ensembles.extract import GridPlan, extract_features
 from ensembles.features import build_features
 from ensembles.grids import read_grid
@@ -144,6 +145,15 @@ def test_a_file_with_part_of_a_recipe_names_what_it_lacks(tmp_path):
     (note,) = [n for n in out.notes if n.startswith("fwt ")]
     assert "umo+vmo lacks vmo" in note and "not computable" in note
     assert "so_upper_labsea" in out.values  # the rest of the file is still read
+
+
+def test_a_flow_off_the_faces_of_the_grid_is_a_clear_error(tmp_path):
+    fields = _c_grid_fields(symmetric=True, mass=True)
+    fields["umo"] = (("time", "z_l", "yh", "xq"), np.zeros((1, 4, NY, NX + 3)))
+    hist, static = tmp_path / "c.mom6.h.z.0001-01.nc", tmp_path / "c.mom6.h.static.nc"
+    write_mom6(hist, static, LAT_E, LON_E, fields, z_i=Z_I)
+    with pytest.raises(InputFileError, match="umo has shape .* not on the faces"):
+        _extract(hist, "mom6", static)
 
 
 def test_mom6_velocities_without_face_lengths_are_not_computable(tmp_path):
