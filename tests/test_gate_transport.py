@@ -152,7 +152,7 @@ def test_a_flow_off_the_faces_of_the_grid_is_a_clear_error(tmp_path):
     fields["umo"] = (("time", "z_l", "yh", "xq"), np.zeros((1, 4, NY, NX + 3)))
     hist, static = tmp_path / "c.mom6.h.z.0001-01.nc", tmp_path / "c.mom6.h.static.nc"
     write_mom6(hist, static, LAT_E, LON_E, fields, z_i=Z_I)
-    with pytest.raises(InputFileError, match="umo has shape .* not on the faces"):
+    with pytest.raises(InputFileError, match=r"umo has shape .* not on the faces"):
         _extract(hist, "mom6", static)
 
 
