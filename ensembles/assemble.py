@@ -193,9 +193,14 @@ def _resolve_all(
     return cells, sources, partial
 
 
-def _attrs(name: str, used_sources: set[str], grid_choices: set[str]) -> dict[str, str]:
+def _attrs(name: str, used_sources: set[str], grid_choices: set[str]) -> dict[str, str | float]:
     feature = features()[name]
+    extra = (  # the budget checks that it uses the same S_ref
+        {"reference_salinity": registry().reference_salinity}
+        if feature.var.reduction == "transport" else {}
+    )
     return {
+        **extra,
         "grid_choices": "; ".join(sorted(grid_choices)),
         "units": feature.units,
         "long_name": f"{feature.var.long_name}, {feature.region}",
@@ -211,6 +216,13 @@ def _attrs(name: str, used_sources: set[str], grid_choices: set[str]) -> dict[st
 def _reduction_text(feature: Feature) -> str:
     if feature.var.reduction == "integral":
         return "area integral over the region's domain cells, converted to mSv of fresh water"
+    if feature.var.reduction == "transport":
+        top, bottom = registry().upper_ocean_m
+        return (
+            f"freshwater transport into {feature.var.into} across the gate's faces, "
+            f"{top:g}-{bottom:g} m, relative to {registry().reference_salinity:g} g/kg, mSv "
+            "(monthly-mean flow: the eddy part is not in it)"
+        )
     if feature.var.vertical == "upper":
         top, bottom = registry().upper_ocean_m
         return f"area-weighted mean, thickness-weighted over {top:g}-{bottom:g} m"

@@ -33,13 +33,16 @@ from ensembles.registry import (
     source_names,
     split_term,
 )
+from ensembles.sections import Section, boundary_faces
 from ensembles.timeaxis import TimeLayout, decode_months, time_layout
+from ensembles.transport import TransportRead, transport_reads
 from ensembles.units import conversion
 
 log = logging.getLogger(__name__)
 
 MODEL_COMPONENT = {"pop": "ocn", "mom6": "ocn", "cice": "ice", "cam": "atm", "clm2": "lnd"}
 M3S_PER_MSV = 1.0e3
+NATIVE_LAYERS = "zl"  # MOM6 layer dimension without fixed depths
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,24 @@ class ExpressionRead:
 
 
 @dataclass(frozen=True)
+class SectionPlan:
+    """A transport variable's gate features on one grid and the faces they sum over."""
+
+    variable: Variable
+    features: tuple[Feature, ...]  # one per gate of ``section``, in its order
+    section: Section
+    notes: tuple[str, ...]  # empty gates, unassigned faces: said when a file has the flow
+
+
+@dataclass(frozen=True)
 class FileLayout:
     """What a file's metadata decides, valid for every file with the same fingerprints."""
 
     time: TimeLayout
     reads: tuple[tuple[VariablePlan, tuple[ExpressionRead, ...]], ...]
     fingerprints: tuple[tuple[str, tuple], ...]  # (variable, fingerprint) of all it used
+    transports: tuple[tuple[SectionPlan, TransportRead], ...] = ()
+    notes: tuple[str, ...] = ()  # recipes the file holds part of: reported once per plan
 
     def matches(self, nc: netCDF4.Dataset) -> bool:
         """Whether this layout holds for ``nc`` (whose variable names are already known
@@ -125,6 +140,7 @@ class GridPlan:
         self._selections: dict[str, Selection | None] = {}
         self._layouts: dict[tuple[str, ...], FileLayout] = {}  # by the file's variable names
         self.notes: list[str] = []  # regions this grid cannot serve, reported once per batch
+        self._reported: set[str] = set()
 
     def layout(self, nc: netCDF4.Dataset, path: str, model: str) -> FileLayout:
         """The layout of an open file: the last one built for files with the same variable
@@ -140,9 +156,15 @@ class GridPlan:
         if layout is None or not layout.matches(nc):
             log.debug("%s: new file layout for %s", path, self.grid.model)
             layout = self._layouts[names] = _build_layout(nc, path, model, self)
-            if not layout.reads or not any(expressions for _, expressions in layout.reads):
+            if not layout.transports and not any(expressions for _, expressions in layout.reads):
                 self.notes.append(_nothing_to_read(self))
         return layout
+
+    def once(self, notes: tuple[str, ...]) -> list[str]:
+        """The notes not yet reported for this grid (a layout's notes hold for every file)."""
+        fresh = [n for n in notes if n not in self._reported]
+        self._reported.update(fresh)
+        return fresh
 
     def selection(self, region: str) -> Selection | None:
         if region not in self._selections:
@@ -171,7 +193,7 @@ class GridPlan:
         component = MODEL_COMPONENT[self.grid.model]
         by_variable: dict[str, list[tuple[Feature, Selection]]] = {}
         for feature in features_for_component(component):
-            if self.grid.model not in feature.var.sources:
+            if self.grid.model not in feature.var.sources or feature.var.reduction == "transport":
                 continue
             sel = self.selection(feature.region)
             if sel is None:
@@ -179,6 +201,35 @@ class GridPlan:
                 continue
             by_variable.setdefault(feature.variable, []).append((feature, sel))
         return {name: self._plan(pairs) for name, pairs in by_variable.items()}
+
+    @cached_property
+    def sections(self) -> list[SectionPlan]:
+        """Per transport variable, its gates' boundary faces (gates with none are noted)."""
+        grid, plans = self.grid, []
+        component = MODEL_COMPONENT[grid.model]
+        by_variable: dict[str, list[Feature]] = {}
+        for feature in features_for_component(component):
+            if grid.model in feature.var.sources and feature.var.reduction == "transport":
+                by_variable.setdefault(feature.variable, []).append(feature)
+        ocean = (
+            np.isfinite(grid.lat) if grid.ocean_fraction is None
+            else np.nan_to_num(grid.ocean_fraction) > 0
+        )
+        for gate_features in by_variable.values():
+            variable = gate_features[0].var
+            section = boundary_faces(
+                variable.into, tuple(f.region for f in gate_features), grid.lat, grid.lon,
+                ocean, grid.depth_m,
+            )
+            notes = [f"region {gate} has no face of the {section.region} boundary on this "
+                     f"{grid.model} grid" for gate in section.empty_gates()]
+            if section.unassigned:
+                notes.append(f"{section.unassigned} face(s) of the {section.region} boundary "
+                             f"lie in no gate box of {variable.name}: their transport is in no "
+                             "feature")
+                log.info("%s grid: %s", grid.model, notes[-1])
+            plans.append(SectionPlan(variable, tuple(gate_features), section, tuple(notes)))
+        return plans
 
     def _plan(self, pairs: list[tuple[Feature, Selection]]) -> VariablePlan:
         """Stack each feature's weights inside the union box (and over the upper levels)."""
@@ -243,18 +294,26 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
     for vplan, expressions in layout.reads:
         for expression in expressions:
             data = _read_expression(nc, expression, order)
-            _store(result, vplan, expression.key, _reduce(data, vplan))
+            _store(result, vplan.features, expression.key, _reduce(data, vplan))
+    for splan, transport in layout.transports:
+        gates = transport.gate_msv(nc, order)
+        used = [k for k, name in enumerate(splan.section.gates)
+                if name not in splan.section.empty_gates()]
+        _store(result, tuple(splan.features[k] for k in used), transport.key, gates[used])
+    result.notes.extend(plan.once(layout.notes))
     return result
 
 
-def _store(result: FileFeatures, vplan: VariablePlan, key: str, reduced: np.ndarray) -> None:
+def _store(
+    result: FileFeatures, features: tuple[Feature, ...], key: str, reduced: np.ndarray
+) -> None:
     """Add one expression's reductions (features, months) to the result, NaN as None."""
     missing = np.isnan(reduced)
     if not missing.any():
-        for feature, values in zip(vplan.features, reduced.tolist(), strict=True):
+        for feature, values in zip(features, reduced.tolist(), strict=True):
             result.values.setdefault(feature.name, {})[key] = values
         return
-    for feature, values, gaps in zip(vplan.features, reduced.tolist(), missing, strict=True):
+    for feature, values, gaps in zip(features, reduced.tolist(), missing, strict=True):
         if gaps.all():
             result.notes.append(f"{feature.name}: all values missing (fill values or NaN)")
         result.values.setdefault(feature.name, {})[key] = (
@@ -265,32 +324,56 @@ def _store(result: FileFeatures, vplan: VariablePlan, key: str, reduced: np.ndar
 def _build_layout(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan) -> FileLayout:
     """Check a file's metadata against the plan and decide how to read each variable."""
     time = time_layout(nc, path)
+    transports, notes = [], []
     try:
         reads = tuple(
-            (vplan, _variable_reads(nc, path, model, vplan, plan.grid))
+            (vplan, _variable_reads(nc, path, model, vplan, plan.grid, notes))
             for vplan in plan.variables.values()
         )
+        for splan in plan.sections:
+            transport, lacks = transport_reads(
+                nc, path, model, splan.variable, splan.section, plan.grid
+            )
+            if transport is not None:
+                transports.append((splan, transport))
+            if lacks is not None:
+                notes.append(lacks)
+            if transport is not None or lacks is not None:
+                notes.extend(splan.notes)
     except InputFileError:
         decode_months(nc, path, time)  # time is read first: its problems are reported first
         raise
     used = time.variables + tuple(
         source.name for _, expressions in reads for e in expressions for source in e.sources
-    )
+    ) + tuple(name for _, transport in transports for name in transport.names)
     return FileLayout(
         time=time,
         reads=reads,
         fingerprints=tuple((name, fingerprint(nc.variables[name])) for name in dict.fromkeys(used)),
+        transports=tuple(transports),
+        notes=tuple(notes),
     )
 
 
+class _NativeLayers(Exception):
+    """A layer variable on layers without fixed depths (MOM6 native ``zl``)."""
+
+
 def _variable_reads(
-    nc: netCDF4.Dataset, path: str, model: str, vplan: VariablePlan, grid: Grid
+    nc: netCDF4.Dataset, path: str, model: str, vplan: VariablePlan, grid: Grid, notes: list[str]
 ) -> tuple[ExpressionRead, ...]:
-    """How to read each source expression of one registry variable that the file holds."""
+    """How to read each source expression of one registry variable that the file holds.
+
+    A layer mean on native layers is skipped with a note (the file's other variables, gate
+    transports among them, are still read): its weights would change with every month.
+    """
     reads = []
     for expression in _expressions(nc, vplan.variable, model):
         try:
             sources = tuple(_source_read(nc, path, name, vplan, grid) for name in expression)
+        except _NativeLayers as why:
+            notes.append(f"{vplan.variable.name}: {why}")
+            continue
         except EsmwatchError as err:
             raise InputFileError(path, f"variable {'+'.join(expression)}: {err}") from None
         reads.append(ExpressionRead("+".join(expression), sources))
@@ -407,6 +490,11 @@ def _hyperslab(
         )
     middle = dims[1:-ndim_h]
     if vplan.variable.vertical == "upper":
+        if middle == (NATIVE_LAYERS,) and grid.model == "mom6":
+            raise _NativeLayers(
+                f"{var.name} is on MOM6 native layers {NATIVE_LAYERS}: its "
+                f"{registry().upper_ocean_m[1]:g} m mean needs z-space output (z_l, z_i); not read"
+            )
         if grid.levels is None or middle != (grid.levels.dim,):
             raise InputFileError(
                 path, f"3-D variable {var.name} has no usable vertical levels (dims {dims})"

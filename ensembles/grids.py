@@ -64,6 +64,10 @@ class Grid:
     depth_m: np.ndarray | None = None
     levels: Levels | None = None
     choices: tuple[str, ...] = ()  # fallbacks taken, in words: attrs and result notes
+    # lengths (m) of the faces normal velocities cross, x faces then y faces, in the native
+    # layout (POP HTE/HTN on T cells; MOM6 dyCu on (yh, xq), dxCv on (yq, xh)); None when the
+    # files lack them: section transports of velocities need them (ensembles.transport)
+    face_length_m: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -172,7 +176,7 @@ def _pop(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
     lender = CaseFiles() if complete else case
     values = {
         name: _from_case(nc, name, lender, used)
-        for name in ("KMT", "REGION_MASK", "TLAT", "TLONG", "TAREA", "HT")
+        for name in ("KMT", "REGION_MASK", "TLAT", "TLONG", "TAREA", "HT", "HTE", "HTN")
     }
     mask_source = values["KMT"] if values["KMT"] is not None else values["REGION_MASK"]
     if mask_source is None:
@@ -206,7 +210,24 @@ def _pop(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
         depth_m=depth,
         levels=_pop_levels(nc, path),
         choices=choices,
+        face_length_m=_face_lengths(values["HTE"], values["HTN"], source, ("HTE", "HTN"), "cm"),
     )
+
+
+def _face_lengths(
+    x_faces: np.ndarray | None,
+    y_faces: np.ndarray | None,
+    source: dict[str, netCDF4.Dataset | None],
+    names: tuple[str, str],
+    default_units: str,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Face lengths in metres (x faces, y faces), or None unless the files have both."""
+    if x_faces is None or y_faces is None:
+        return None
+    to_m = [
+        conversion(getattr(source[n].variables[n], "units", default_units), "m")[0] for n in names
+    ]
+    return x_faces * to_m[0], y_faces * to_m[1]
 
 
 def _by_file(used: dict[str, str]) -> dict[str, list[str]]:
@@ -245,6 +266,7 @@ def _mom6(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
             path, f"MOM6 cell area areacello is missing from {spath.rsplit('/', 1)[-1]}"
         )
     wet = _optional(source, "wet")
+    lengths = {n: (nc if n in nc.variables else source) for n in ("dyCu", "dxCv")}
     return Grid(
         model="mom6",
         dims=("yh", "xh"),
@@ -254,6 +276,10 @@ def _mom6(nc: netCDF4.Dataset, path: str, case: CaseFiles) -> Grid:
         ocean_fraction=None if wet is None else np.nan_to_num(wet),
         depth_m=_optional(source, "deptho"),
         levels=_mom6_levels(nc, path),
+        face_length_m=_face_lengths(
+            _optional(lengths["dyCu"], "dyCu"), _optional(lengths["dxCv"], "dxCv"),
+            lengths, ("dyCu", "dxCv"), "m",
+        ),
     )
 
 

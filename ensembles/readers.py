@@ -76,6 +76,8 @@ def _to_canonical_units(ds: xr.Dataset, model: str) -> xr.Dataset:
 
     updates = {}
     for variable in variables().values():
+        if variable.reduction == "transport":  # velocities stay as written: a section sums them
+            continue
         for option in variable.source_options(model):
             for name in option:
                 if name not in ds or "units" not in ds[name].attrs:

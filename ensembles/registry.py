@@ -39,6 +39,22 @@ class Variable(BaseModel):
     vertical: Literal["upper"] | None = None
     sign: Literal[1, -1] = 1
     sources: dict[str, tuple[str, ...]]
+    into: str | None = None  # transports: the region they are counted into
+    salinity: dict[str, tuple[str, ...]] = {}  # transports: salinity recipes, per model
+
+    @model_validator(mode="after")
+    def _transport_complete(self) -> Variable:
+        if self.reduction != "transport":
+            return self
+        if self.into is None:
+            raise ValueError(f"variable {self.name}: a transport needs `into` (a region)")
+        for model, recipes in self.sources.items():
+            if not self.salinity.get(model):
+                raise ValueError(f"variable {self.name}: no salinity recipe for {model}")
+            if any(len(recipe.split("+")) != 2 for recipe in recipes):
+                raise ValueError(f"variable {self.name}: a transport recipe is X+Y "
+                                 "(normal to the x faces, normal to the y faces)")
+        return self
 
     def source_options(self, model: str) -> tuple[tuple[str, ...], ...]:
         """Recipes for ``model``, each a tuple of terms to add up (parsed once).
@@ -98,6 +114,7 @@ class Registry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     upper_ocean_m: tuple[float, float]
     water_density: float
+    reference_salinity: float
     constants: dict[str, Constant]
     processes: dict[str, str]
     variables: dict[str, Variable]
@@ -120,6 +137,8 @@ class Registry(BaseModel):
                                  "the ocean or ice, never a source: its role must be state")
             get_region(feature.region)
         for variable in self.variables.values():
+            if variable.into is not None:
+                get_region(variable.into)
             for recipe in variable.sources.values():
                 for term in (t for alt in recipe for t in alt.split("+")):
                     divisor = split_term(term)[1]
@@ -149,6 +168,7 @@ def _parse(raw: dict) -> Registry:
     return Registry(
         upper_ocean_m=tuple(raw["upper_ocean_m"]),
         water_density=raw["water_density"],
+        reference_salinity=raw["reference_salinity"],
         constants={name: Constant(**spec) for name, spec in raw.get("constants", {}).items()},
         processes=raw["processes"],
         variables=variables_,
@@ -185,12 +205,15 @@ def processes() -> dict[str, str]:
 @cache
 def source_names(model: str) -> frozenset[str]:
     """Every file variable some recipe of ``model`` reads (time series of others are skipped)."""
-    return frozenset(
-        split_term(term)[0]
+    recipes = (
+        option
         for variable in variables().values()
-        for option in variable.source_options(model)
-        for term in option
+        for option in (
+            *variable.source_options(model),
+            *(tuple(r.split("+")) for r in variable.salinity.get(model, ())),
+        )
     )
+    return frozenset(split_term(term)[0] for option in recipes for term in option)
 
 
 def features_for_component(component: str) -> list[Feature]:

@@ -67,7 +67,10 @@ def write_pop(
     year=1,
     dz_cm=(1000.0, 2000.0, 2000.0, 5000.0, 10000.0),
     depth_cm=None,
+    kmt=None,
+    grid_extra: dict[str, tuple[np.ndarray, str]] | None = None,
 ) -> Path:
+    """A POP history file; ``grid_extra`` adds 2-D grid variables (``HTE``: values, units)."""
     lat, lon = np.meshgrid(centres(lat_e), centres(lon_e) % 360, indexing="ij")
     with netCDF4.Dataset(path, "w") as nc:
         _time(
@@ -87,7 +90,10 @@ def write_pop(
         _var(nc, "TLAT", ("nlat", "nlon"), lat, "degrees_north", "f8")
         _var(nc, "TLONG", ("nlat", "nlon"), lon, "degrees_east", "f8")
         _var(nc, "TAREA", ("nlat", "nlon"), cell_areas(lat_e, lon_e) * 1e4, "centimeter^2", "f8")
-        _var(nc, "KMT", ("nlat", "nlon"), np.full(lat.shape, len(dz)), "1", "i4")
+        _var(nc, "KMT", ("nlat", "nlon"), np.full(lat.shape, len(dz)) if kmt is None else kmt,
+             "1", "i4")
+        for name, (values, unit) in (grid_extra or {}).items():
+            _var(nc, name, ("nlat", "nlon"), values, unit, "f8")
         _var(
             nc,
             "HT",
@@ -102,6 +108,8 @@ def write_pop(
             "HMXL": "centimeter",
             "ROFF_F": "kg/m^2/s",
             "SHF": "watt/m^2",
+            "UVEL": "centimeter/s",
+            "VVEL": "centimeter/s",
         }
         for name, values in fields.items():
             dims = ("time", "z_t", "nlat", "nlon") if values.ndim == 4 else ("time", "nlat", "nlon")
@@ -114,22 +122,41 @@ def write_mom6(
     static: Path,
     lat_e,
     lon_e,
-    fields: dict[str, np.ndarray],
+    fields: dict[str, np.ndarray | tuple[tuple[str, ...], np.ndarray]],
     *,
     months=(1,),
+    year=1,
     z_i=(0.0, 10.0, 30.0, 50.0, 100.0, 200.0),
+    geo: tuple[np.ndarray, np.ndarray] | None = None,
+    area: np.ndarray | None = None,
+    static_extra: dict[str, tuple[tuple[str, ...], np.ndarray, str]] | None = None,
 ) -> None:
-    lat, lon = np.meshgrid(centres(lat_e), centres(lon_e), indexing="ij")
+    """A MOM6 z-space history file and its static file.
+
+    A field is values (dims from its rank, on tracer points) or ``(dims, values)`` for
+    faces (``xq``/``yq``, sized from the values) or native layers ``zl``; ``geo`` gives
+    curvilinear cell centres instead of the lat/lon edges, ``area`` their areas.
+    """
+    if geo is None:
+        lat, lon = np.meshgrid(centres(lat_e), centres(lon_e), indexing="ij")
+        area = cell_areas(lat_e, lon_e)
+    else:
+        lat, lon = geo
     with netCDF4.Dataset(static, "w") as nc:
         nc.createDimension("yh", lat.shape[0])
         nc.createDimension("xh", lat.shape[1])
         _var(nc, "geolat", ("yh", "xh"), lat, "degrees_north", "f8")
         _var(nc, "geolon", ("yh", "xh"), lon - 360.0, "degrees_east", "f8")  # tripolar-style range
-        _var(nc, "areacello", ("yh", "xh"), cell_areas(lat_e, lon_e), "m2", "f8")
+        _var(nc, "areacello", ("yh", "xh"), area, "m2", "f8")
         _var(nc, "wet", ("yh", "xh"), np.ones(lat.shape), "1", "f8")
         _var(nc, "deptho", ("yh", "xh"), np.full(lat.shape, 3000.0), "m", "f8")
+        for name, (dims, values, unit) in (static_extra or {}).items():
+            for d, n in zip(dims, np.shape(values), strict=True):
+                if d not in nc.dimensions:
+                    nc.createDimension(d, n)
+            _var(nc, name, dims, values, unit, "f8")
     with netCDF4.Dataset(hist, "w") as nc:
-        _time(nc, list(months), year=1, stamp="mid", bounds_name="time_bnds")
+        _time(nc, list(months), year=year, stamp="mid", bounds_name="time_bnds")
         nc.createDimension("yh", lat.shape[0])
         nc.createDimension("xh", lat.shape[1])
         zi = np.asarray(z_i)
@@ -137,9 +164,18 @@ def write_mom6(
         nc.createDimension("z_i", zi.size)
         _var(nc, "z_l", ("z_l",), centres(zi), "meter", "f8")
         _var(nc, "z_i", ("z_i",), zi, "meter", "f8")
-        units = {"so": "psu", "thetao": "degC", "friver": "kg m-2 s-1", "MLD_003": "m"}
-        for name, values in fields.items():
-            dims = ("time", "z_l", "yh", "xh") if values.ndim == 4 else ("time", "yh", "xh")
+        units = {"so": "psu", "thetao": "degC", "friver": "kg m-2 s-1", "MLD_003": "m",
+                 "pr": "kg m-2 s-1", "evs": "kg m-2 s-1", "umo": "kg s-1", "vmo": "kg s-1",
+                 "uo": "m s-1", "vo": "m s-1", "h": "m", "thkcello": "m"}
+        for name, given in fields.items():
+            if isinstance(given, tuple):
+                dims, values = given
+            else:
+                values = given
+                dims = ("time", "z_l", "yh", "xh") if values.ndim == 4 else ("time", "yh", "xh")
+            for d, n in zip(dims, values.shape, strict=True):
+                if d not in nc.dimensions:
+                    nc.createDimension(d, n)
             _var(nc, name, dims, values, units[name])
 
 

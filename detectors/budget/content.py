@@ -60,6 +60,23 @@ def tendency_msv(content: np.ndarray) -> np.ndarray:
     return out / M3S_PER_MSV
 
 
+def _other_reference(table: xr.Dataset, names: list[str], reference: float) -> str | None:
+    """Why features read relative to another reference salinity cannot join this budget.
+
+    A section transport ``Q (S_ref - S) / S_ref`` cannot be moved to another ``S_ref`` from
+    its value alone (that needs ``Q`` and ``Q S`` apart), so it is declined, not mixed.
+    """
+    for name in names:
+        used = table[name].attrs.get("reference_salinity")
+        if used is not None and not np.isclose(float(used), reference):
+            return (
+                f"{name} was read relative to {float(used):g} g/kg and the budget uses "
+                f"{reference:g} g/kg: rerun with reference_salinity={float(used):g} or change "
+                "reference_salinity in the registry and rebuild the features"
+            )
+    return None
+
+
 def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
     """Every pathway measured from the table (first complete alternative), or what it lacks."""
 
@@ -72,6 +89,10 @@ def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
         measure = next((m for m in pathway.measures if all(n in table for n in m.names)), None)
         if measure is None:
             out.append(TermSeries(pathway, None, [], pathway.lacks))
+            continue
+        other = _other_reference(table, measure.names, reference)
+        if other:
+            out.append(TermSeries(pathway, None, [], other))
             continue
         series = sum(sign * values(name) for name, sign in measure.features)
         if pathway.ice_import:
