@@ -197,7 +197,7 @@ def freshwater_budget(
         closure=closure,
         complete=all(t.computable for t in terms),
         terms=terms,
-        unmeasured=[UNMEASURED],
+        unmeasured=list(UNMEASURED),
         notes=notes,
     )
 

@@ -130,5 +130,12 @@ PATHWAYS: tuple[Pathway, ...] = (
 
 UNMEASURED = (
     "exchange with the water below the upper layer (entrainment, diffusion): not written by "
-    "default (MOM6 wo/diapycnal salt flux, POP WTS/DIA_IMPVF_SALT); it is in the residual"
+    "default (MOM6 wo/diapycnal salt flux, POP WTS/DIA_IMPVF_SALT); it is in the residual",
+    "liquid exchange across the open southern edge (about 53N: Labrador Current export and "
+    "slope-water inflow): a response of the Lab Sea's own state, not a source, and no gate "
+    "of the registry; with velocities in the files its faces are counted as unassigned; it "
+    "is in the residual",
+    "eddy transport through the gates: monthly means of velocity and salinity give only the "
+    "mean-flow part; the rest is in the residual",
 )
+"""What the budget cannot measure from standard output: the residual holds it."""

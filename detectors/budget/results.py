@@ -57,7 +57,11 @@ class Budget(Strict):
     closure: float | None = Field(
         None, description="rms(residual) / rms(tendency) over member-months: 0 is closed"
     )
-    complete: bool = Field(description="every term computable (closure is then a check)")
+    complete: bool = Field(
+        description="every pathway computable; what `unmeasured` lists (exchange with the "
+        "water below, the open southern edge, eddies) is still in the residual, so closure "
+        "measures those, and only a box with none of them closes (tests/test_gate_transport.py)"
+    )
     terms: list[BudgetTerm]
     unmeasured: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
