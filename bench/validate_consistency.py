@@ -9,10 +9,12 @@ consistency`` does:
 2. **Out of sample**: the chosen rule applied to triples of *fresh* members of the same
    configuration (other random streams: members the calibration never saw). This is the rate a
    user meets; a rule tuned on its own reference could only look good in sample.
-3. **Power**: the detection rate of held-out triples shifted by d reference sd, and whether the
+3. **Per reference size**: the out-of-sample failures pooled over seeds, with the exact CI, and
+   whether the target lies within it (the issue's acceptance). A size below the test's
+   ``min_reference`` is run with the minimum lowered to it and marked: it shows why the minimum
+   is where it is.
+4. **Power**: the detection rate of held-out triples shifted by d reference sd, and whether the
    generator's planted candidate (one parameter changed) fails.
-4. **The previous defaults** (sigma 2, 2 failing PCs) with the same filters and PCs, on the
-   same triples, for comparison.
 
 Only this script knows which members are fresh. Writes ``docs/validation-consistency.md``.
 
@@ -41,7 +43,7 @@ from synth.ensemble import plan_ensemble, simulate_plan
 from synth.table import feature_table
 
 SCENARIO = "greenland_runoff"
-OLD_RULE = {"sigma": 2.0, "min_failing_pcs": 2}
+MIN_REFERENCE = ConsistencySettings().min_reference
 
 
 def _ensembles(members: int, years: int, seed: int) -> dict[str, xr.Dataset]:
@@ -61,16 +63,17 @@ def _ci(k: int, n: int) -> tuple[float, float]:
 def _one(size: int, seed: int, years: int, fresh_members: int, fresh_triples: int) -> dict:
     start = time.perf_counter()
     runs = _ensembles(size, years, seed)
-    result = consistency_test(runs["reference"], runs["candidate"])
-    old = consistency_test(runs["reference"], runs["candidate"], ConsistencySettings(**OLD_RULE))
+    settings = ConsistencySettings(min_reference=min(size, MIN_REFERENCE))
+    result = consistency_test(runs["reference"], runs["candidate"], settings)
     pool = _ensembles(fresh_members, years, seed + 1000)["reference"]
     ref = annual_means(runs["reference"], result.years).sel(variable=result.variables).values
     fresh = annual_means(pool, result.years).sel(variable=result.variables).values
     rng = np.random.default_rng(seed)
-    triples = [rng.choice(fresh_members, 3, replace=False) for _ in range(fresh_triples)]
-    fails = sum(rule_fails(ref, fresh[t], result.n_pcs, result.sigma, 2,
-                           result.min_failing_pcs) for t in triples)
-    return {"size": size, "seed": seed, "result": result, "old": old,
+    triples = np.array([rng.choice(fresh_members, 3, replace=False)
+                        for _ in range(fresh_triples)])
+    fails = rule_fails(ref, fresh[triples], result.n_pcs, result.sigma, 2,
+                       result.min_failing_pcs).sum()
+    return {"size": size, "seed": seed, "result": result,
             "fresh_fails": int(fails), "fresh_n": fresh_triples,
             "seconds": time.perf_counter() - start}
 
@@ -86,6 +89,16 @@ def _by_size(rows: list[dict]) -> dict[int, tuple[int, int]]:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def _rate(k: int, n: int, target: float) -> tuple[str, str]:
+    """'rate [CI]' and whether the target lies within the CI."""
+    lo, hi = _ci(k, n)
+    return f"{_pct(k / n)} [{_pct(lo)}, {_pct(hi)}]", "yes" if lo <= target <= hi else "no"
+
+
+def _size_label(size: int) -> str:
+    return f"{size} (below the minimum)" if size < MIN_REFERENCE else str(size)
 
 
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
@@ -104,8 +117,11 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "is the same configuration with one parameter changed (the generator's planted change). "
         "The test uses its defaults: pyCECT's variable filters (constant, near-constant, "
         "linearly dependent), the last 20 common years, at most members / 3 PCs, a PC fails in "
-        f"2 of 3 runs, sigma and the failing-PC count calibrated to a {_pct(target)} "
-        "false-positive rate on every held-out triple of the reference.",
+        "2 of 3 runs, the case fails with pyCECT's 3 failing PCs (fixed), and sigma is "
+        f"calibrated to a {_pct(target)} false-positive rate on every held-out triple of the "
+        "reference. The previous rule also chose the failing-PC count (1 to 3) by power on the "
+        "same triples; out of sample it failed 0.75% of fresh triples pooled (1.13% at 20 "
+        "members): the search overfit the triples it was scored on.",
         "",
         "## False-positive rate: in sample (every held-out triple) and out of sample",
         "",
@@ -116,35 +132,45 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "configuration, never seen by the calibration.",
         "",
         "| members | seed | variables (dropped) | PCs | sigma | K | triples | in sample [95% CI] "
-        "| out of sample [95% CI] | sigma 2, K 2 in sample | candidate | s |",
+        "| out of sample [95% CI] | target within CI | candidate | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         res, cal = r["result"], r["result"].calibration
-        lo, hi = _ci(r["fresh_fails"], r["fresh_n"])
+        fresh, within = _rate(r["fresh_fails"], r["fresh_n"], target)
         lines.append(
-            f"| {r['size']} | {r['seed']} | {len(res.variables)} ({len(res.dropped_variables)}) "
-            f"| {res.n_pcs} | {res.sigma:g} | {res.min_failing_pcs} | {cal.n_triples} "
-            f"({cal.method}) | {_pct(cal.false_positive_rate)} [{_pct(cal.ci[0])}, "
-            f"{_pct(cal.ci[1])}] | {_pct(r['fresh_fails'] / r['fresh_n'])} [{_pct(lo)}, "
-            f"{_pct(hi)}] | {_pct(r['old'].false_positive_rate)} | {res.verdict} "
-            f"({res.failing_pcs}/{res.n_pcs} PCs) | {r['seconds']:.0f} |")
-    fresh_k = sum(r["fresh_fails"] for r in rows)
-    fresh_n = sum(r["fresh_n"] for r in rows)
-    lo, hi = _ci(fresh_k, fresh_n)
-    within = sum(r["result"].calibration.ci[0] <= target for r in rows)
+            f"| {_size_label(r['size'])} | {r['seed']} | {len(res.variables)} "
+            f"({len(res.dropped_variables)}) | {res.n_pcs} | {res.sigma:g} | "
+            f"{res.min_failing_pcs} | {cal.n_triples} ({cal.method}) | "
+            f"{_pct(cal.false_positive_rate)} [{_pct(cal.ci[0])}, {_pct(cal.ci[1])}] | {fresh} | "
+            f"{within} | {res.verdict} ({res.failing_pcs}/{res.n_pcs} PCs) | "
+            f"{r['seconds']:.0f} |")
     lines += [
         "",
-        f"- In sample the target {_pct(target)} lies within the rate's CI in {within}/"
-        f"{len(rows)} references (the rate is at most the target by construction).",
-        f"- Out of sample, pooled: {fresh_k}/{fresh_n} = {_pct(fresh_k / fresh_n)} "
-        f"[{_pct(lo)}, {_pct(hi)}]; per reference size: "
-        + ", ".join(f"{size} members {_pct(k / n)}" for size, (k, n) in _by_size(rows).items())
-        + ". This is the rate a user meets: the rate of one fixed reference varies around the "
-        "held-out average, and the thresholds are fitted to the reference's own triples.",
-        f"- The previous defaults (sigma {OLD_RULE['sigma']:g}, {OLD_RULE['min_failing_pcs']} "
-        "failing PCs) with the same filters and PCs, in sample on the same references: "
-        + ", ".join(f"{_pct(r['old'].false_positive_rate)}" for r in rows) + ".",
+        "## Out of sample per reference size (the acceptance)",
+        "",
+        f"Fresh triples pooled over the {len(args.seeds)} seeds (references) of each size, exact "
+        "95% CI. The CI counts triples, not references: one reference's rate varies around the "
+        "average (the per-reference range is in the last column), so it is optimistic.",
+        "",
+        "| members | references | fresh triples failing | out of sample [95% CI] | target | "
+        "target within CI | per-reference range |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size, (k, n) in _by_size(rows).items():
+        fresh, within = _rate(k, n, target)
+        each = [r["fresh_fails"] / r["fresh_n"] for r in rows if r["size"] == size]
+        lines.append(
+            f"| {_size_label(size)} | {len(each)} | {k}/{n} | {fresh} | {_pct(target)} | {within} "
+            f"| {_pct(min(each))} to {_pct(max(each))} |")
+    at_least = [r for r in rows if r["size"] >= MIN_REFERENCE]
+    if at_least:
+        k = sum(r["fresh_fails"] for r in at_least)
+        n = sum(r["fresh_n"] for r in at_least)
+        fresh, within = _rate(k, n, target)
+        lines.append(f"| all at or above {MIN_REFERENCE} | {len(at_least)} | {k}/{n} | {fresh} | "
+                     f"{_pct(target)} | {within} | |")
+    lines += [
         "",
         "## Power against effect size",
         "",
