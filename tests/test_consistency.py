@@ -119,6 +119,7 @@ def test_planted_change_fails_and_held_out_reference_passes() -> None:
     lo, hi = result.calibration.ci
     assert lo <= result.false_positive_rate <= hi and hi < 0.01
     assert len(result.variables) <= 32  # at most members - 1 variables remain
+    assert result.min_failing_pcs == 3 and any("K fixed at 3" in n for n in result.notes)
     held_out = consistency_test(
         runs["reference"].isel(member=slice(3, None)), runs["reference"].isel(member=slice(0, 3))
     )
