@@ -9,10 +9,12 @@ consistency`` does:
 2. **Out of sample**: the chosen rule applied to triples of *fresh* members of the same
    configuration (other random streams: members the calibration never saw). This is the rate a
    user meets; a rule tuned on its own reference could only look good in sample.
-3. **Power**: the detection rate of held-out triples shifted by d reference sd, and whether the
+3. **Per reference size**: the out-of-sample failures pooled over seeds, with the exact CI, and
+   whether the target lies within it (the issue's acceptance). A size below the test's
+   ``min_reference`` is run with the minimum lowered to it and marked: it shows why the minimum
+   is where it is.
+4. **Power**: the detection rate of held-out triples shifted by d reference sd, and whether the
    generator's planted candidate (one parameter changed) fails.
-4. **The previous defaults** (sigma 2, 2 failing PCs) with the same filters and PCs, on the
-   same triples, for comparison.
 
 Only this script knows which members are fresh. Writes ``docs/validation-consistency.md``.
 
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from scipy.stats import binomtest
+from scipy.stats import t as t_dist
 
 from detectors.consistency.test import (
     ConsistencySettings,
@@ -41,7 +44,7 @@ from synth.ensemble import plan_ensemble, simulate_plan
 from synth.table import feature_table
 
 SCENARIO = "greenland_runoff"
-OLD_RULE = {"sigma": 2.0, "min_failing_pcs": 2}
+MIN_REFERENCE = ConsistencySettings().min_reference
 
 
 def _ensembles(members: int, years: int, seed: int) -> dict[str, xr.Dataset]:
@@ -61,31 +64,61 @@ def _ci(k: int, n: int) -> tuple[float, float]:
 def _one(size: int, seed: int, years: int, fresh_members: int, fresh_triples: int) -> dict:
     start = time.perf_counter()
     runs = _ensembles(size, years, seed)
-    result = consistency_test(runs["reference"], runs["candidate"])
-    old = consistency_test(runs["reference"], runs["candidate"], ConsistencySettings(**OLD_RULE))
+    settings = ConsistencySettings(min_reference=min(size, MIN_REFERENCE))
+    result = consistency_test(runs["reference"], runs["candidate"], settings)
     pool = _ensembles(fresh_members, years, seed + 1000)["reference"]
     ref = annual_means(runs["reference"], result.years).sel(variable=result.variables).values
     fresh = annual_means(pool, result.years).sel(variable=result.variables).values
     rng = np.random.default_rng(seed)
-    triples = [rng.choice(fresh_members, 3, replace=False) for _ in range(fresh_triples)]
-    fails = sum(rule_fails(ref, fresh[t], result.n_pcs, result.sigma, 2,
-                           result.min_failing_pcs) for t in triples)
-    return {"size": size, "seed": seed, "result": result, "old": old,
+    triples = np.array([rng.choice(fresh_members, 3, replace=False)
+                        for _ in range(fresh_triples)])
+    fails = rule_fails(ref, fresh[triples], result.n_pcs, result.sigma, 2,
+                       result.min_failing_pcs).sum()
+    return {"size": size, "seed": seed, "result": result,
             "fresh_fails": int(fails), "fresh_n": fresh_triples,
             "seconds": time.perf_counter() - start}
 
 
-def _by_size(rows: list[dict]) -> dict[int, tuple[int, int]]:
-    """Pooled out-of-sample failures and triples per reference size."""
-    out: dict[int, tuple[int, int]] = {}
-    for r in rows:
-        k, n = out.get(r["size"], (0, 0))
-        out[r["size"]] = (k + r["fresh_fails"], n + r["fresh_n"])
-    return out
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def _rate(k: int, n: int, target: float) -> tuple[str, str]:
+    """'rate [CI]' and whether the target lies within the CI."""
+    lo, hi = _ci(k, n)
+    return f"{_pct(k / n)} [{_pct(lo)}, {_pct(hi)}]", "yes" if lo <= target <= hi else "no"
+
+
+def _mean_ci(rates: list[float]) -> tuple[float, float, float]:
+    """Mean of per-reference rates and its t 95% CI (the spread between references)."""
+    mean = float(np.mean(rates))
+    if len(rates) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(t_dist.ppf(0.975, len(rates) - 1) * np.std(rates, ddof=1) / len(rates) ** 0.5)
+    return mean, max(mean - half, 0.0), mean + half
+
+
+def _size_label(size: int) -> str:
+    return f"{size} (below the minimum)" if size < MIN_REFERENCE else str(size)
+
+
+def _reading(groups: list[tuple[str, list[dict]]], target: float) -> list[str]:
+    """One bullet per group: the averaged rate against the target, and the planted change."""
+    out = []
+    for label, group in groups:
+        mean, lo, hi = _mean_ci([r["fresh_fails"] / r["fresh_n"] for r in group])
+        side = ("the target lies within its CI" if lo <= target <= hi else
+                "below the target (conservative)" if hi < target else "above the target")
+        failed = sum(r["result"].verdict == "fail" for r in group)
+        out.append(f"- {label} members: fresh runs fail at {_pct(mean)} [{_pct(lo)}, {_pct(hi)}] "
+                   f"averaged over {len(group)} references, {side}; the planted candidate "
+                   f"fails against {failed} of the {len(group)} references.")
+    return [
+        *out,
+        "- One reference's own rate is not what the calibration controls: its held-out triples "
+        "share its few members, so sigma cannot follow that reference's quirks, and the rate "
+        "of a given reference scatters around the average (last column above).",
+    ]
 
 
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
@@ -104,8 +137,14 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "is the same configuration with one parameter changed (the generator's planted change). "
         "The test uses its defaults: pyCECT's variable filters (constant, near-constant, "
         "linearly dependent), the last 20 common years, at most members / 3 PCs, a PC fails in "
-        f"2 of 3 runs, sigma and the failing-PC count calibrated to a {_pct(target)} "
-        "false-positive rate on every held-out triple of the reference.",
+        "2 of 3 runs, the case fails with pyCECT's 3 failing PCs (fixed), and sigma is "
+        f"calibrated to a {_pct(target)} false-positive rate on every held-out triple of the "
+        "reference. The previous rule also chose the failing-PC count (1 to 3) by power on the "
+        "same triples; out of sample it failed 0.75% of fresh triples pooled (1.13% at 20 "
+        "members): the search overfit the triples it was scored on. Fixing K gives up some "
+        "power against a change confined to one or two PCs: the previous rule failed the "
+        "planted candidate against 4 of the 9 references of seeds 0-2 at 20, 30 and 40 "
+        "members, this one against 3 (docs/validation-consistency.md at commit db57406).",
         "",
         "## False-positive rate: in sample (every held-out triple) and out of sample",
         "",
@@ -116,37 +155,50 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "configuration, never seen by the calibration.",
         "",
         "| members | seed | variables (dropped) | PCs | sigma | K | triples | in sample [95% CI] "
-        "| out of sample [95% CI] | sigma 2, K 2 in sample | candidate | s |",
+        "| out of sample [95% CI] | target within CI | candidate | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         res, cal = r["result"], r["result"].calibration
-        lo, hi = _ci(r["fresh_fails"], r["fresh_n"])
+        fresh, within = _rate(r["fresh_fails"], r["fresh_n"], target)
         lines.append(
-            f"| {r['size']} | {r['seed']} | {len(res.variables)} ({len(res.dropped_variables)}) "
-            f"| {res.n_pcs} | {res.sigma:g} | {res.min_failing_pcs} | {cal.n_triples} "
-            f"({cal.method}) | {_pct(cal.false_positive_rate)} [{_pct(cal.ci[0])}, "
-            f"{_pct(cal.ci[1])}] | {_pct(r['fresh_fails'] / r['fresh_n'])} [{_pct(lo)}, "
-            f"{_pct(hi)}] | {_pct(r['old'].false_positive_rate)} | {res.verdict} "
-            f"({res.failing_pcs}/{res.n_pcs} PCs) | {r['seconds']:.0f} |")
-    fresh_k = sum(r["fresh_fails"] for r in rows)
-    fresh_n = sum(r["fresh_n"] for r in rows)
-    lo, hi = _ci(fresh_k, fresh_n)
-    within = sum(r["result"].calibration.ci[0] <= target for r in rows)
+            f"| {_size_label(r['size'])} | {r['seed']} | {len(res.variables)} "
+            f"({len(res.dropped_variables)}) | {res.n_pcs} | {res.sigma:g} | "
+            f"{res.min_failing_pcs} | {cal.n_triples} ({cal.method}) | "
+            f"{_pct(cal.false_positive_rate)} [{_pct(cal.ci[0])}, {_pct(cal.ci[1])}] | {fresh} | "
+            f"{within} | {res.verdict} ({res.failing_pcs}/{res.n_pcs} PCs) | "
+            f"{r['seconds']:.0f} |")
     lines += [
         "",
-        f"- In sample the target {_pct(target)} lies within the rate's CI in {within}/"
-        f"{len(rows)} references (the rate is at most the target by construction).",
-        f"- Out of sample, pooled: {fresh_k}/{fresh_n} = {_pct(fresh_k / fresh_n)} "
-        f"[{_pct(lo)}, {_pct(hi)}]; per reference size: "
-        + ", ".join(f"{size} members {_pct(k / n)}" for size, (k, n) in _by_size(rows).items())
-        + ". This is the rate a user meets: the rate of one fixed reference varies around the "
-        "held-out average, and the thresholds are fitted to the reference's own triples.",
-        f"- The previous defaults (sigma {OLD_RULE['sigma']:g}, {OLD_RULE['min_failing_pcs']} "
-        "failing PCs) with the same filters and PCs, in sample on the same references: "
-        + ", ".join(f"{_pct(r['old'].false_positive_rate)}" for r in rows) + ".",
+        "## Out of sample per reference size (the acceptance)",
         "",
-        "## Power against effect size",
+        f"Fresh triples pooled over the {len(args.seeds)} references (seeds) of each size. Two "
+        "95% CIs: the exact binomial CI of the pooled triples, which counts triples and is "
+        "optimistic, and the t interval of the per-reference rates, which counts references: "
+        "one reference's rate varies around the average (range in the last column), and a user "
+        "meets the average over the references they might have had.",
+        "",
+        "| members | references | fresh triples failing | pooled [binomial 95% CI] | "
+        "target within CI | mean of references [t 95% CI] | target within CI | target | "
+        "per-reference range |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    at_least = [r for r in rows if r["size"] >= MIN_REFERENCE]
+    groups = [(_size_label(size), [r for r in rows if r["size"] == size])
+              for size in dict.fromkeys(r["size"] for r in rows)]
+    if at_least:
+        groups.append((f"all at or above {MIN_REFERENCE}", at_least))
+    for label, group in groups:
+        k = sum(r["fresh_fails"] for r in group)
+        n = sum(r["fresh_n"] for r in group)
+        pooled, within = _rate(k, n, target)
+        each = [r["fresh_fails"] / r["fresh_n"] for r in group]
+        mean, lo, hi = _mean_ci(each)
+        lines.append(
+            f"| {label} | {len(group)} | {k}/{n} | {pooled} | {within} | {_pct(mean)} "
+            f"[{_pct(lo)}, {_pct(hi)}] | {'yes' if lo <= target <= hi else 'no'} | "
+            f"{_pct(target)} | {_pct(min(each))} to {_pct(max(each))} |")
+    lines += ["", *_reading(groups, target), "", "## Power against effect size",
         "",
         "Detection rate of held-out triples shifted by d reference standard deviations, in one "
         "variable (each in turn, averaged) or in every variable at once, tested with the chosen "
@@ -172,8 +224,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 30, 40])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--years", type=int, default=20)
-    parser.add_argument("--fresh-members", type=int, default=60)
-    parser.add_argument("--fresh-triples", type=int, default=2000)
+    parser.add_argument("--fresh-members", type=int, default=300)
+    parser.add_argument("--fresh-triples", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=Path("docs/validation-consistency.md"))
     args = parser.parse_args()
     rows = []

@@ -48,7 +48,7 @@ def _registered(tmp_path: Path) -> tuple[Settings, Store]:
 
 def test_the_reference_is_read_once_for_the_test_and_the_comparison(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tables = _tables(20, 12)
+    tables = _tables(30, 12)
     reads = []
 
     def build(roots, **_):
@@ -67,7 +67,7 @@ def test_the_reference_is_read_once_for_the_test_and_the_comparison(
 
 def test_candidate_is_tested_at_each_milestone_only(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    tables = _tables(20, 12)
+    tables = _tables(30, 12)
     monkeypatch.setattr(scan_module, "build_features", lambda *a, **k: SimpleNamespace(
         dataset=tables["reference"], files_read=0, files_cached=0))
     settings, store = _registered(tmp_path)

@@ -31,7 +31,6 @@ class Calibration(Strict):
     ci: CI = Field(description="exact binomial CI at settings.ci_level")
     target_fpr: float
     sigma_chosen: bool = Field(description="sigma calibrated (not fixed by the settings)")
-    failing_pcs_chosen: bool
 
 
 class PowerRow(Strict):

@@ -303,8 +303,8 @@ def check_consistency(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("consistency"),
     sigma: Annotated[float | None, typer.Option(
         help="PC score threshold in ensemble sd (default: calibrated to --target-fpr).")] = None,
-    min_failing_pcs: Annotated[int | None, typer.Option(
-        help="Failing PCs that fail the case (default: the most powerful of 1-3).")] = None,
+    min_failing_pcs: Annotated[int, typer.Option(
+        help="Failing PCs that fail the case (pyCECT's 3).")] = 3,
     target_fpr: Annotated[float, typer.Option(
         help="False-positive rate on held-out reference triples.")] = 0.005,
     cache_dir: Annotated[Path | None, typer.Option(help=CACHE_HELP)] = None,
