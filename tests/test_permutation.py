@@ -160,3 +160,49 @@ def test_configurations_come_from_the_roots_not_the_case_names() -> None:
         with_configurations(table, ["only one"])
     with pytest.raises(ConfigurationError, match="which root"):
         with_configurations(_table(), ["x"])
+
+
+FAST_BOTH_VIEWS = PrecursorSettings(models=("logistic",), n_boot=50, n_folds=4, n_jobs=1,
+                                    kernel_samples=0, samples=SampleRule(leads_months=(12,)))
+
+
+def test_full_view_significance_is_the_permutation_test_and_skill_reads_against_the_band(
+) -> None:
+    """The full view has no drop test, so a driver-role process that carries the outcome is
+    significant there on the permutation test alone, noise drivers are not, and every
+    classifier's skill row carries its view's chance band and is read against it."""
+    table = _table().copy()
+    table["pr_labsea"] = (  # as above: precipitation made a copy of the interior salinity
+        table["so_upper_labsea_interior"]
+        .copy(data=table["so_upper_labsea_interior"].values)
+        .assign_attrs(table["pr_labsea"].attrs)
+    )
+    result = analyse_precursors(table, FAST_BOTH_VIEWS)
+    full = {p.process: p for p in result.processes if p.view == "full"}
+    level = FAST_BOTH_VIEWS.alpha / len(full)
+    planted = full["precipitation"]
+    assert planted.significant and planted.p_value <= level and planted.drop_auc is None
+    assert planted.test_auc > planted.null_auc
+    for p in full.values():  # significance in this view is exactly the permutation test
+        assert p.significant == (p.p_value <= level), p
+    noise = [p.process for p in full.values() if p.role == "driver" and p.significant
+             and p.process != "precipitation"]
+    assert not noise
+    rows = [r for r in result.skill if r.model == "logistic"]
+    assert {r.view for r in rows} == {"full", "drivers"}
+    for row in rows:
+        lo, hi = row.chance_band
+        assert lo < 0.5 < hi and row.above_chance == (row.roc_auc > hi)
+    # the Lab Sea's own state foreshadows the freeze: the full view's skill is beyond chance
+    assert all(r.above_chance for r in rows if r.view == "full")
+
+
+def test_the_null_scenario_stays_inside_the_chance_band_and_raises_nothing() -> None:
+    """No driver carries information in the null scenario: the drivers view's skill lies in
+    the permutation chance band and no process of that view is significant."""
+    result = analyse_precursors(_table(), FAST_BOTH_VIEWS.model_copy(
+        update={"views": ("drivers",)}))
+    assert not [p.process for p in result.processes if p.significant]
+    (row,) = [r for r in result.skill if r.model == "logistic"]
+    lo, hi = row.chance_band
+    assert lo <= row.roc_auc <= hi and row.above_chance is False
