@@ -111,6 +111,20 @@ def _fmt_tests(tests: dict | None) -> str:
     return f"{tests['p']:.3f} ({tests['level']:.3f}) / {drop}"
 
 
+def _denials(planted: list[dict]) -> str:
+    """Which test denied significance to the planted driver, and who ranked first instead."""
+    failed = [r for r in planted if not r["planted_significant"] and r.get("planted_tests")]
+    by_null = [r for r in failed if r["planted_tests"]["p"] > r["planted_tests"]["level"]]
+    by_drop = [r for r in failed if r not in by_null]
+    runs = "; ".join(f"{r['scenario']} seed {r['seed']} ({_fmt_tests(r['planted_tests'])})"
+                     for r in failed) or "none"
+    first = ", ".join(f"{r['scenario']} seed {r['seed']}: {r['top']}" for r in planted
+                      if r["top"] != r["planted"]) or "none"
+    return (f"- Planted driver not significant: permutation null denied it in {len(by_null)}, "
+            f"the drop test in {len(by_drop)} (p (level) / drop AUC [90% CI]: {runs}). "
+            f"Another process ranked first: {first}.")
+
+
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
     leads = sorted({lead for r in rows for lead in r["best"]})
     lines = [
@@ -123,7 +137,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f" --seeds {' '.join(map(str, args.seeds))} --scenarios {' '.join(args.scenarios)}"
         f" --models {' '.join(args.models)} --leads {' '.join(map(str, args.leads))}"
         f" --n-boot {args.n_boot} --out {args.out}`"
-        + (" (with `--save-rows`, one process per seed, combined by `--render`). "
+        + (" (with `--save-rows`, runs in separate processes combined by `--render`). "
            if args.render else ". ")
         + "Each row is one synthetic freeze database (physics only, the feature table the "
         "readers would produce) analysed with the default settings but the models, leads and "
@@ -182,6 +196,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"{sum(r['planted_significant'] for r in planted)}/{len(planted)}; CI clear of "
             f"every other process: {sum(r['ci_clear_of_others'] for r in planted)}"
             f"/{len(planted)}.",
+            _denials(planted),
             f"- Co-varying decoy ranked below its driver: "
             f"{sum((r['decoy_rank'] or 99) > 1 for r in planted if r['decoy'])}"
             f"/{sum(bool(r['decoy']) for r in planted)}; decoy significant in "
@@ -202,8 +217,8 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"- Null scenario, false-alarm rate per run (any significant process in the "
             f"drivers view or any significant driver-role process in the full view): "
             f"{any_alarm}/{n} = {any_alarm / n:.0%}, 95% Clopper-Pearson CI "
-            f"[{lo:.0%}, {hi:.0%}]; drivers view alone {drivers_alarm}/{n} "
-            f"[{dlo:.0%}, {dhi:.0%}].",
+            f"[{lo:.1%}, {hi:.1%}]; drivers view alone {drivers_alarm}/{n} "
+            f"[{dlo:.1%}, {dhi:.1%}].",
             f"- Null scenario, symptoms (state/feedback processes) significant in the full "
             f"view: {sum(bool(r['symptoms']) for r in null)}/{n} runs: the Lab Sea's own state "
             "does foreshadow a freeze that an unobserved drift causes, so these are correct.",

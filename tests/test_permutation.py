@@ -11,6 +11,7 @@ import xarray as xr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from detectors.attribution import share_not_beyond
 from detectors.crossval import fold_inputs, fold_strata, make_folds
 from detectors.labels import Labels, label_freezes
 from detectors.permutation import build_design, donors, permutation_null
@@ -206,3 +207,15 @@ def test_the_null_scenario_stays_inside_the_chance_band_and_raises_nothing() -> 
     (row,) = [r for r in result.skill if r.model == "logistic"]
     lo, hi = row.chance_band
     assert lo <= row.roc_auc <= hi and row.above_chance is False
+
+
+def test_drop_test_counts_refit_noise_with_its_sign() -> None:
+    """A drop loss is measured against the refits' own loss, sign included: when refitting
+    happens to score better than the explained fit (negative loss), dropping a process
+    costs *more* relative to the refits, not less; undefined draws are left out."""
+    drop = np.array([0.10, 0.05, 0.0, np.nan])
+    refit_better = np.array([-0.05, -0.05, -0.05, 0.0])
+    assert share_not_beyond(drop, refit_better) == 0.0  # the old |refit| bar failed 2 of 3
+    assert share_not_beyond(drop, -refit_better) == pytest.approx(2 / 3)
+    assert share_not_beyond(np.zeros(3), np.zeros(3)) == 1.0  # a tie is not a loss
+    assert share_not_beyond(np.full(2, np.nan), np.zeros(2)) == 1.0
