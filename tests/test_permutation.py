@@ -35,6 +35,18 @@ def _table(scenario: str = "null", seed: int = 4) -> xr.Dataset:
     )
 
 
+def _with_outcome_in_precipitation() -> xr.Dataset:
+    """The null table with precipitation made a copy of the interior salinity, which does
+    precede the freeze: a driver-role process that carries the outcome."""
+    table = _table().copy()
+    table["pr_labsea"] = (
+        table["so_upper_labsea_interior"]
+        .copy(data=table["so_upper_labsea_interior"].values)
+        .assign_attrs(table["pr_labsea"].attrs)
+    )
+    return table
+
+
 def _drivers(table: xr.Dataset, labels: Labels, lead: int = 12):
     base = build_samples(table, labels, lead)
     samples = base.select(view_features(base, "drivers"), "drivers")
@@ -69,14 +81,8 @@ def test_donors_permute_members_at_risk_and_never_lend_a_frozen_state() -> None:
 
 
 def test_a_process_carrying_the_outcome_beats_the_null_and_noise_does_not() -> None:
-    table = _table().copy()
+    table = _with_outcome_in_precipitation()
     labels = label_freezes(table)
-    # precipitation made a copy of the interior salinity, which does precede the freeze
-    table["pr_labsea"] = (
-        table["so_upper_labsea_interior"]
-        .copy(data=table["so_upper_labsea_interior"].values)
-        .assign_attrs(table["pr_labsea"].attrs)
-    )
     samples, folds = _drivers(table, labels)
     processes = sorted(set(samples.processes))
     null = permutation_null(
@@ -172,13 +178,7 @@ def test_full_view_significance_is_the_permutation_test_and_skill_reads_against_
     """The full view has no drop test, so a driver-role process that carries the outcome is
     significant there on the permutation test alone, noise drivers are not, and every
     classifier's skill row carries its view's chance band and is read against it."""
-    table = _table().copy()
-    table["pr_labsea"] = (  # as above: precipitation made a copy of the interior salinity
-        table["so_upper_labsea_interior"]
-        .copy(data=table["so_upper_labsea_interior"].values)
-        .assign_attrs(table["pr_labsea"].attrs)
-    )
-    result = analyse_precursors(table, FAST_BOTH_VIEWS)
+    result = analyse_precursors(_with_outcome_in_precipitation(), FAST_BOTH_VIEWS)
     full = {p.process: p for p in result.processes if p.view == "full"}
     level = FAST_BOTH_VIEWS.alpha / len(full)
     planted = full["precipitation"]
