@@ -43,7 +43,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lo, hi
 
 
-def _row(name: str, seed: int, result: PrecursorResult, seconds: float) -> dict:
+def _row(name: str, seed: int, result: PrecursorResult, settings: PrecursorSettings,
+         seconds: float) -> dict:
     truth = SCENARIOS[name]
     drivers = [p for p in result.processes if p.view == "drivers"]
     full = [p for p in result.processes if p.view == "full"]
@@ -71,6 +72,10 @@ def _row(name: str, seed: int, result: PrecursorResult, seconds: float) -> dict:
               if r.view == "drivers"]
     explained = {r.lead_months: (r.roc_auc, r.chance_band) for r in result.skill
                  if r.view == "drivers" and r.model == result.explain_model}
+    # why the planted driver is or is not significant: the permutation p-value against its
+    # Bonferroni level, and the drop test (AUC lost without it, 90% CI)
+    why = ({"p": planted.p_value, "level": settings.alpha / len(drivers),
+            "drop": planted.drop_auc, "drop_ci": planted.drop_auc_ci} if planted else None)
     ci_clear = (planted is not None and bool(others)
                 and planted.ci[0] > max(p.ci[1] for p in others))
     return {
@@ -79,7 +84,7 @@ def _row(name: str, seed: int, result: PrecursorResult, seconds: float) -> dict:
         "decoy": truth.covarying_decoy or "", "decoy_rank": (drivers.index(decoy) + 1
                                                              if decoy else None),
         "decoy_significant": bool(decoy and decoy.significant),
-        "planted_significant": bool(planted and planted.significant),
+        "planted_significant": bool(planted and planted.significant), "planted_tests": why,
         "significant": significant, "false_alarms": [p for p in significant
                                                      if p != truth.main_driver],
         "full_false_alarms": full_false, "symptoms": symptoms,
@@ -97,6 +102,29 @@ def _fmt_band(auc: float | None, band: tuple[float, float] | None) -> str:
         "" if band[0] <= auc <= band[1] else (" ABOVE" if auc > band[1] else " BELOW"))
 
 
+def _fmt_tests(tests: dict | None) -> str:
+    """The planted driver's two tests: permutation p (its Bonferroni level), drop AUC [CI]."""
+    if not tests:
+        return "-"
+    drop = ("not tested" if tests["drop"] is None else
+            f"{tests['drop']:+.2f} [{tests['drop_ci'][0]:+.2f}, {tests['drop_ci'][1]:+.2f}]")
+    return f"{tests['p']:.3f} ({tests['level']:.3f}) / {drop}"
+
+
+def _denials(planted: list[dict]) -> str:
+    """Which test denied significance to the planted driver, and who ranked first instead."""
+    failed = [r for r in planted if not r["planted_significant"] and r.get("planted_tests")]
+    by_null = [r for r in failed if r["planted_tests"]["p"] > r["planted_tests"]["level"]]
+    by_drop = [r for r in failed if r not in by_null]
+    runs = "; ".join(f"{r['scenario']} seed {r['seed']} ({_fmt_tests(r['planted_tests'])})"
+                     for r in failed) or "none"
+    first = ", ".join(f"{r['scenario']} seed {r['seed']}: {r['top']}" for r in planted
+                      if r["top"] != r["planted"]) or "none"
+    return (f"- Planted driver not significant: permutation null denied it in {len(by_null)}, "
+            f"the drop test in {len(by_drop)} (p (level) / drop AUC [90% CI]: {runs}). "
+            f"Another process ranked first: {first}.")
+
+
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
     leads = sorted({lead for r in rows for lead in r["best"]})
     lines = [
@@ -109,7 +137,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f" --seeds {' '.join(map(str, args.seeds))} --scenarios {' '.join(args.scenarios)}"
         f" --models {' '.join(args.models)} --leads {' '.join(map(str, args.leads))}"
         f" --n-boot {args.n_boot} --out {args.out}`"
-        + (" (with `--save-rows`, one process per seed, combined by `--render`). "
+        + (" (with `--save-rows`, runs in separate processes combined by `--render`). "
            if args.render else ". ")
         + "Each row is one synthetic freeze database (physics only, the feature table the "
         "readers would produce) analysed with the default settings but the models, leads and "
@@ -123,7 +151,10 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "is read against the permutation chance band, not 0.5.",
         "",
         "Columns: *top* is the first process of the drivers view with its 90% CI; *clear* says "
-        "whether the planted driver's CI lies above every other process's CI; *decoy rank* is "
+        "whether the planted driver's CI lies above every other process's CI; *p / drop* "
+        "gives the planted driver's two tests in the drivers view: its permutation p-value "
+        "(the Bonferroni level it must reach) and the ROC AUC lost when it is dropped, with "
+        "its 90% CI over members (it must exceed refit noise); *decoy rank* is "
         "the rank of the process built to co-vary with the driver; *false alarms (drivers)* "
         "are significant drivers-view processes other than the planted one; *false alarms "
         "(full)* are significant driver-role processes of the full view other than the "
@@ -135,10 +166,10 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "several models biases the AUC up); *in band* counts drivers-view classifier rows "
         "whose AUC lies inside the chance band.",
         "",
-        "| scenario | seed | frozen | planted | top (90% CI) | clear | decoy (rank) | false "
-        "alarms (drivers) | false alarms (full) | symptoms | "
+        "| scenario | seed | frozen | planted | top (90% CI) | clear | p / drop | decoy (rank) "
+        "| false alarms (drivers) | false alarms (full) | symptoms | "
         + " | ".join(f"AUC {ld} mo" for ld in leads) + " | in band | censored | explained | s |",
-        "|" + "---|" * (14 + len(leads)),
+        "|" + "---|" * (15 + len(leads)),
     ]
     for r in rows:
         skill = " | ".join(f"{r['best'][ld][0]:.2f} [{r['best'][ld][2][0]:.2f}, "
@@ -149,7 +180,8 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['scenario']} | {r['seed']} | {r['frozen']} | {r['planted']} | {r['top']} "
             f"[{r['top_ci'][0]:.2f}, {r['top_ci'][1]:.2f}] | "
-            f"{'yes' if r['ci_clear_of_others'] else 'no'} | {decoy} | "
+            f"{'yes' if r['ci_clear_of_others'] else 'no'} | "
+            f"{_fmt_tests(r.get('planted_tests'))} | {decoy} | "
             f"{', '.join(r['false_alarms']) or 'none'} | "
             f"{', '.join(r['full_false_alarms']) or 'none'} | {len(r['symptoms'])} | {skill} | "
             f"{r['inside_band'][0]}/{r['inside_band'][1]} | {r['censored']} | {r['model']} | "
@@ -164,6 +196,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"{sum(r['planted_significant'] for r in planted)}/{len(planted)}; CI clear of "
             f"every other process: {sum(r['ci_clear_of_others'] for r in planted)}"
             f"/{len(planted)}.",
+            _denials(planted),
             f"- Co-varying decoy ranked below its driver: "
             f"{sum((r['decoy_rank'] or 99) > 1 for r in planted if r['decoy'])}"
             f"/{sum(bool(r['decoy']) for r in planted)}; decoy significant in "
@@ -184,8 +217,8 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"- Null scenario, false-alarm rate per run (any significant process in the "
             f"drivers view or any significant driver-role process in the full view): "
             f"{any_alarm}/{n} = {any_alarm / n:.0%}, 95% Clopper-Pearson CI "
-            f"[{lo:.0%}, {hi:.0%}]; drivers view alone {drivers_alarm}/{n} "
-            f"[{dlo:.0%}, {dhi:.0%}].",
+            f"[{lo:.1%}, {hi:.1%}]; drivers view alone {drivers_alarm}/{n} "
+            f"[{dlo:.1%}, {dhi:.1%}].",
             f"- Null scenario, symptoms (state/feedback processes) significant in the full "
             f"view: {sum(bool(r['symptoms']) for r in null)}/{n} runs: the Lab Sea's own state "
             "does foreshadow a freeze that an unobserved drift causes, so these are correct.",
@@ -242,7 +275,7 @@ def main() -> None:
                                          n_boot=args.n_boot, kernel_samples=0,
                                          samples=SampleRule(leads_months=tuple(args.leads)))
             result = analyse_precursors(table, settings)
-            rows.append(_row(name, seed, result, time.perf_counter() - start))
+            rows.append(_row(name, seed, result, settings, time.perf_counter() - start))
             r = rows[-1]
             print(f"{name} seed {seed}: top {r['top']} clear={r['ci_clear_of_others']} "
                   f"false alarms {r['false_alarms']} full {r['full_false_alarms']} "

@@ -11,6 +11,7 @@ import xarray as xr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from detectors.attribution import share_not_beyond
 from detectors.crossval import fold_inputs, fold_strata, make_folds
 from detectors.labels import Labels, label_freezes
 from detectors.permutation import build_design, donors, permutation_null
@@ -32,6 +33,18 @@ def _table(scenario: str = "null", seed: int = 4) -> xr.Dataset:
     return feature_table(
         sim, [f"b.e30.perm.{i:03d}" for i in range(MEMBERS)], ensemble="b.e30.perm"
     )
+
+
+def _with_outcome_in_precipitation() -> xr.Dataset:
+    """The null table with precipitation made a copy of the interior salinity, which does
+    precede the freeze: a driver-role process that carries the outcome."""
+    table = _table().copy()
+    table["pr_labsea"] = (
+        table["so_upper_labsea_interior"]
+        .copy(data=table["so_upper_labsea_interior"].values)
+        .assign_attrs(table["pr_labsea"].attrs)
+    )
+    return table
 
 
 def _drivers(table: xr.Dataset, labels: Labels, lead: int = 12):
@@ -68,14 +81,8 @@ def test_donors_permute_members_at_risk_and_never_lend_a_frozen_state() -> None:
 
 
 def test_a_process_carrying_the_outcome_beats_the_null_and_noise_does_not() -> None:
-    table = _table().copy()
+    table = _with_outcome_in_precipitation()
     labels = label_freezes(table)
-    # precipitation made a copy of the interior salinity, which does precede the freeze
-    table["pr_labsea"] = (
-        table["so_upper_labsea_interior"]
-        .copy(data=table["so_upper_labsea_interior"].values)
-        .assign_attrs(table["pr_labsea"].attrs)
-    )
     samples, folds = _drivers(table, labels)
     processes = sorted(set(samples.processes))
     null = permutation_null(
@@ -160,3 +167,55 @@ def test_configurations_come_from_the_roots_not_the_case_names() -> None:
         with_configurations(table, ["only one"])
     with pytest.raises(ConfigurationError, match="which root"):
         with_configurations(_table(), ["x"])
+
+
+FAST_BOTH_VIEWS = PrecursorSettings(models=("logistic",), n_boot=50, n_folds=4, n_jobs=1,
+                                    kernel_samples=0, samples=SampleRule(leads_months=(12,)))
+
+
+def test_full_view_significance_is_the_permutation_test_and_skill_reads_against_the_band(
+) -> None:
+    """The full view has no drop test, so a driver-role process that carries the outcome is
+    significant there on the permutation test alone, noise drivers are not, and every
+    classifier's skill row carries its view's chance band and is read against it."""
+    result = analyse_precursors(_with_outcome_in_precipitation(), FAST_BOTH_VIEWS)
+    full = {p.process: p for p in result.processes if p.view == "full"}
+    level = FAST_BOTH_VIEWS.alpha / len(full)
+    planted = full["precipitation"]
+    assert planted.significant and planted.p_value <= level and planted.drop_auc is None
+    assert planted.test_auc > planted.null_auc
+    for p in full.values():  # significance in this view is exactly the permutation test
+        assert p.significant == (p.p_value <= level), p
+    noise = [p.process for p in full.values() if p.role == "driver" and p.significant
+             and p.process != "precipitation"]
+    assert not noise
+    rows = [r for r in result.skill if r.model == "logistic"]
+    assert {r.view for r in rows} == {"full", "drivers"}
+    for row in rows:
+        lo, hi = row.chance_band
+        assert lo < 0.5 < hi and row.above_chance == (row.roc_auc > hi)
+    # the Lab Sea's own state foreshadows the freeze: the full view's skill is beyond chance
+    assert all(r.above_chance for r in rows if r.view == "full")
+
+
+def test_the_null_scenario_stays_inside_the_chance_band_and_raises_nothing() -> None:
+    """No driver carries information in the null scenario: the drivers view's skill lies in
+    the permutation chance band and no process of that view is significant."""
+    result = analyse_precursors(_table(), FAST_BOTH_VIEWS.model_copy(
+        update={"views": ("drivers",)}))
+    assert not [p.process for p in result.processes if p.significant]
+    (row,) = [r for r in result.skill if r.model == "logistic"]
+    lo, hi = row.chance_band
+    assert lo <= row.roc_auc <= hi and row.above_chance is False
+
+
+def test_drop_test_counts_refit_noise_with_its_sign() -> None:
+    """A drop loss is measured against the refits' own loss, sign included: when refitting
+    happens to score better than the explained fit (negative loss), dropping a process
+    costs *more* relative to the refits, not less; undefined draws are left out."""
+    drop = np.array([0.10, 0.05, 0.0, np.nan])
+    refit_better = np.array([-0.05, -0.05, -0.05, 0.0])
+    assert share_not_beyond(drop, refit_better) == 0.0  # the old |refit| bar failed 2 of 3
+    assert share_not_beyond(drop, -refit_better) == pytest.approx(2 / 3)
+    assert share_not_beyond(np.zeros(3), np.zeros(3)) == 1.0  # a tie is not a loss
+    assert share_not_beyond(np.full(2, np.nan), np.zeros(2)) == 1.0

@@ -39,6 +39,10 @@ class PrecursorSettings(BaseModel):
         8, ge=0, description="at most this many processes that beat the permutation null are "
         "tested by drop-process retraining (highest importance first); in a view with drop "
         "tests only a tested process can be significant")
+    drop_refits: int = Field(
+        3, ge=1, description="refits of the explained model with other seeds that a drop "
+        "test is measured against: the AUC lost without a process must exceed the AUC the "
+        "mean refit loses, draw by draw (one refit made the bar as noisy as the test)")
     explain_rows: int = Field(
         400, ge=20, description="test windows explained per fold (all positives kept)")
     kernel_samples: int = Field(
