@@ -226,3 +226,31 @@ def test_the_area_comes_from_the_settings_then_the_ocean_grid_then_the_boxes() -
         table, _labels(table), settings=SETTINGS.model_copy(update={"area_m2": 2 * AREA})
     )
     assert given.area_m2 == 2 * AREA and given.area_source == "given in the budget settings"
+
+
+def test_the_models_see_local_melt_apart_from_the_imported_ice() -> None:
+    """The ice-ocean flux less the import (as the budget counts it) replaces the flux
+    features the models see; without an import measured, nothing changes."""
+    from detectors.budget.content import ice_counted_once
+
+    imported, content_i = _flux(3.0, 3.0)
+    local, content_l = _flux(-1.0, 5.0)
+    table = _table(
+        {
+            "dvidtd_labsea": imported / ICE_FRESH,
+            "fsitherm_labsea": imported + local,
+            "fresh_labsea": 0.97 * (imported + local),
+        },
+        content_i + content_l,
+    )
+    counted, note = ice_counted_once(table, S_REF)
+    np.testing.assert_allclose(counted["fsitherm_labsea"].values, local, atol=1e-9)
+    np.testing.assert_allclose(
+        counted["fresh_labsea"].values, 0.97 * (imported + local) - imported, atol=1e-9
+    )
+    assert "dvidtd_labsea" in counted["fsitherm_labsea"].attrs["counted_once"]
+    assert "fresh_labsea" in note and "fsitherm_labsea" in note
+    np.testing.assert_array_equal(counted["dvidtd_labsea"], table["dvidtd_labsea"])
+    np.testing.assert_array_equal(table["fsitherm_labsea"].values, imported + local)  # a copy
+    alone, none = ice_counted_once(table.drop_vars("dvidtd_labsea"), S_REF)
+    assert none is None and alone["fsitherm_labsea"].identical(table["fsitherm_labsea"])

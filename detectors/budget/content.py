@@ -77,6 +77,38 @@ def _other_reference(table: xr.Dataset, names: list[str], reference: float) -> s
     return None
 
 
+def ice_counted_once(table: xr.Dataset, reference: float) -> tuple[xr.Dataset, str | None]:
+    """The table with the net ice-ocean flux less the imported ice, as the budget counts it.
+
+    Imported ice melts in the Lab Sea, so the ice-ocean flux (``fsitherm``, ``fresh``)
+    carries the import a second time: a model given both sees one source as two processes,
+    and the melt of imported ice, the nearer of the two to the freeze, may outrank the import
+    itself. With the import measured (``dvidtd``), each flux feature of the local-melt
+    pathway becomes the flux less the import's fresh water (same month, as the budget's
+    term); without it, nothing changes and the budget says the melt also holds the import.
+    """
+    importer = next(p for p in PATHWAYS if p.ice_import)
+    local = next(p for p in PATHWAYS if p.minus_ice_import)
+    measure = next((m for m in importer.measures if all(n in table for n in m.names)), None)
+    if measure is None:
+        return table, None
+    factor = ice_fresh_factor(reference, registry().water_density)
+    imported = sum(sign * table[name] for name, sign in measure.features) * factor
+    names = sorted({n for m in local.measures for n in m.names if n in table})
+    if not names:
+        return table, None
+    out = table.copy()
+    for name in names:
+        out[name] = (table[name] - imported).assign_attrs(
+            table[name].attrs,
+            counted_once=f"less the imported ice ({' + '.join(measure.names)} x {factor:.3f})",
+        )
+    return out, (
+        f"{', '.join(names)}: less the imported ice ({', '.join(measure.names)}), so the "
+        "models see local melt and growth apart from the import, as the budget counts them"
+    )
+
+
 def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
     """Every pathway measured from the table (first complete alternative), or what it lacks."""
 

@@ -24,6 +24,7 @@ from joblib import delayed
 from detectors import baselines
 from detectors.attribution import ViewLead, aggregate, explain_oof
 from detectors.budget.analysis import freshwater_budget
+from detectors.budget.content import ice_counted_once
 from detectors.crossval import (
     AnalysisError,
     Fold,
@@ -159,6 +160,9 @@ def analyse_precursors(
             "precursors need at least 2 (check the label rule)"
         )
     table = _usable(features, notes)
+    budget_table = table  # the budget separates the imported ice itself
+    table, counted = ice_counted_once(table, settings.budget.reference_salinity)
+    notes.extend([counted] if counted else [])
     configuration = _configuration(table, notes)
     leads = settings.samples.leads_months
     _check_negatives([_without_negatives(s) for s in (
@@ -202,7 +206,7 @@ def analyse_precursors(
         rows, frows = aggregate(view, view_passes, nulls[view], settings, notes)
         processes.extend(rows)
         feature_rows.extend(frows)
-    budget = freshwater_budget(table, labels, configuration.values, settings.budget)
+    budget = freshwater_budget(budget_table, labels, configuration.values, settings.budget)
     return PrecursorResult(
         ensembles=sorted(set(map(str, table.coords["ensemble"].values)))
         if "ensemble" in table.coords
