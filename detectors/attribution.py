@@ -311,5 +311,9 @@ def _drop_summary(
                           - weighted_roc_auc(y, p_drop, w, vl.strata))
     if not losses:
         return None, None, None
-    mean = np.nanmean(replicates, axis=0)
+    stacked = np.stack(replicates)  # (leads, draws); a draw with no defined AUC stays NaN
+    defined = np.isfinite(stacked)
+    count = defined.sum(axis=0)
+    mean = np.where(defined, stacked, 0.0).sum(axis=0) / np.maximum(count, 1)
+    mean[count == 0] = np.nan
     return float(np.mean(losses)), _ci(mean), mean
