@@ -89,7 +89,7 @@ def ice_counted_once(table: xr.Dataset, reference: float) -> tuple[xr.Dataset, s
     """
     importer = next(p for p in PATHWAYS if p.ice_import)
     local = next(p for p in PATHWAYS if p.minus_ice_import)
-    measure = next((m for m in importer.measures if all(n in table for n in m.names)), None)
+    measure = importer.measure_in(table)
     if measure is None:
         return table, None
     factor = ice_fresh_factor(reference, registry().water_density)
@@ -118,7 +118,7 @@ def term_series(table: xr.Dataset, reference: float) -> list[TermSeries]:
     out: list[TermSeries] = []
     imported: np.ndarray | None = None
     for pathway in PATHWAYS:
-        measure = next((m for m in pathway.measures if all(n in table for n in m.names)), None)
+        measure = pathway.measure_in(table)
         if measure is None:
             out.append(TermSeries(pathway, None, [], pathway.lacks))
             continue

@@ -12,6 +12,7 @@ gives) and the rest of the net ice-ocean flux (local growth and melt).
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 ICE_DENSITY = 917.0  # kg m-3
@@ -64,6 +65,10 @@ class Pathway:
     explained_by: tuple[str, ...] = ()
     ice_import: bool = False
     minus_ice_import: bool = False
+
+    def measure_in(self, available: Container[str]) -> Measure | None:
+        """The first alternative whose features are all ``available`` (a feature table)."""
+        return next((m for m in self.measures if all(n in available for n in m.names)), None)
 
 
 def _m(*features: str | tuple[str, float]) -> Measure:
