@@ -15,13 +15,12 @@ from collections.abc import Iterable, Mapping
 import netCDF4
 
 from ensembles.errors import InputFileError
-from ensembles.extract import GridPlan
+from ensembles.extract import MODEL_COMPONENT, GridPlan
 from ensembles.filenames import CesmFile
 from ensembles.grids import CaseFiles, read_grid
 
 log = logging.getLogger(__name__)
 
-OCEAN_MODELS = ("mom6", "pop")
 BUDGET_REGION = "labsea"
 OCEAN_AREA_ATTR = f"{BUDGET_REGION}_ocean_area_m2"
 """Feature-table attribute with the budget region's ocean area (and ``..._source``)."""
@@ -39,23 +38,23 @@ def region_ocean_area(
     finds them), for a MOM6 history file whose areas live in its static file. The source
     names the model and case, never a path.
     """
-    ocean = sorted(
-        (f for f in files if f.model in OCEAN_MODELS and str(f.path) in with_features),
-        key=lambda f: str(f.path),
+    ocean = (
+        f for f in files if MODEL_COMPONENT.get(f.model) == "ocn" and str(f.path) in with_features
     )
-    for f in ocean[:1]:
-        case = CaseFiles([p for _, p in auxiliary.get((f.case, f.model), ())])
-        try:
-            with netCDF4.Dataset(f.path) as nc:
-                selection = GridPlan(read_grid(f.model, nc, str(f.path), case)).selection(region)
-        except (InputFileError, OSError) as err:
-            log.warning("no %s ocean area from %s: %s", region, f.path, err)
-            return None
-        finally:
-            case.close()
-        if selection is None:
-            return None
-        area = float(selection.weights.sum())
-        cells = int((selection.weights > 0).sum())
-        return area, f"{region} ocean cells of the {f.model} grid of {f.case} ({cells} cells)"
-    return None
+    f = min(ocean, key=lambda f: str(f.path), default=None)
+    if f is None:
+        return None
+    case = CaseFiles([p for _, p in auxiliary.get((f.case, f.model), ())])
+    try:
+        with netCDF4.Dataset(f.path) as nc:
+            selection = GridPlan(read_grid(f.model, nc, str(f.path), case)).selection(region)
+    except (InputFileError, OSError) as err:
+        log.warning("no %s ocean area from %s: %s", region, f.path, err)
+        return None
+    finally:
+        case.close()
+    if selection is None:
+        return None
+    area = float(selection.weights.sum())
+    cells = int((selection.weights > 0).sum())
+    return area, f"{region} ocean cells of the {f.model} grid of {f.case} ({cells} cells)"
