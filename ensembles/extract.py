@@ -96,6 +96,7 @@ class SectionPlan:
     features: tuple[Feature, ...]  # one per gate of ``section``, in its order
     section: Section
     notes: tuple[str, ...]  # empty gates, unassigned faces: said when a file has the flow
+    filled: tuple[int, ...]  # gates with faces on this grid: the features a file gives
 
 
 @dataclass(frozen=True)
@@ -221,14 +222,18 @@ class GridPlan:
                 variable.into, tuple(f.region for f in gate_features), grid.lat, grid.lon,
                 ocean, grid.depth_m,
             )
+            empty = section.empty_gates()
             notes = [f"region {gate} has no face of the {section.region} boundary on this "
-                     f"{grid.model} grid" for gate in section.empty_gates()]
+                     f"{grid.model} grid" for gate in empty]
             if section.unassigned:
                 notes.append(f"{section.unassigned} face(s) of the {section.region} boundary "
                              f"lie in no gate box of {variable.name}: their transport is in no "
                              "feature")
                 log.info("%s grid: %s", grid.model, notes[-1])
-            plans.append(SectionPlan(variable, tuple(gate_features), section, tuple(notes)))
+            filled = tuple(k for k, gate in enumerate(section.gates) if gate not in empty)
+            plans.append(
+                SectionPlan(variable, tuple(gate_features), section, tuple(notes), filled)
+            )
         return plans
 
     def _plan(self, pairs: list[tuple[Feature, Selection]]) -> VariablePlan:
@@ -296,10 +301,8 @@ def extract_features(nc: netCDF4.Dataset, path: str, model: str, plan: GridPlan)
             data = _read_expression(nc, expression, order)
             _store(result, vplan.features, expression.key, _reduce(data, vplan))
     for splan, transport in layout.transports:
-        gates = transport.gate_msv(nc, order)
-        used = [k for k, name in enumerate(splan.section.gates)
-                if name not in splan.section.empty_gates()]
-        _store(result, tuple(splan.features[k] for k in used), transport.key, gates[used])
+        gates = transport.gate_msv(nc, order)[list(splan.filled)]
+        _store(result, tuple(splan.features[k] for k in splan.filled), transport.key, gates)
     result.notes.extend(plan.once(layout.notes))
     return result
 
