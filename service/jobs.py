@@ -224,6 +224,19 @@ def _embedded_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def drain_embedded(timeout_s: float | None = None) -> None:
+    """Wait until every embedded job submitted so far has run.
+
+    The pool runs jobs one at a time in submission order, so a no-op submitted now finishes
+    after them. netCDF4/HDF5 is not thread-safe: a process that is about to read or write
+    netCDF files itself (a test, a shutting-down server) must not do it beside a job thread.
+    """
+    with _lock:
+        pool = _pool
+    if pool is not None:
+        pool.submit(lambda: None).result(timeout_s)
+
+
 def _run_logged(job_id: str, settings: Settings) -> None:
     try:
         run_job(job_id, settings=settings)
